@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             wrapper = FrameToLabels(model).eval()
             tensor = torch.from_numpy(frame)[None]
             with torch.inference_mode():
-                times = _time(lambda: wrapper(tensor)[0].numpy(), args.runs, args.warmup)
+                times = _time(partial(wrapper, tensor), args.runs, args.warmup)
             rows.append(_row(variant, size, 'torch-eager', 'fp32', False, args.threads, times))
         precisions = ['fp32', 'fp16'] if args.fp16 else ['fp32']
         for precision in precisions:
@@ -140,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
                 for binding in (False, True):
                     with SegmentationEngine(path, providers=backend, warmup=0, io_binding=binding,
                                             intra_op_threads=args.threads if backend == 'cpu' else 0) as engine:
-                        times = _time(lambda: engine.infer(frame), args.runs, args.warmup)
+                        times = _time(partial(engine.infer, frame), args.runs, args.warmup)
                     rows.append(_row(variant, size, f'ort-{backend}', precision, binding, args.threads, times))
     env = _environment(args.threads)
     print(_table(rows, env))

@@ -327,7 +327,7 @@ class DAPPM(nn.Module):
         ys = [self.scale0(x)]
         scales = (self.scale1, self.scale2, self.scale3, self.scale4)
         processes = (self.process1, self.process2, self.process3, self.process4)
-        for scale, process in zip(scales, processes):
+        for scale, process in zip(scales, processes, strict=True):
             ys.append(process(resize_to(scale(x), x) + ys[-1]))
         return self.compression(torch.cat(ys, dim=1)) + self.shortcut(x)
 
