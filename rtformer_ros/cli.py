@@ -1,4 +1,4 @@
-"""``rtformer``: one command line for the package (convert, info, export, bench, train, demo).
+"""``rtformer``: one command line for the package (convert, info, export, bench, train, eval, replay, ...).
 
 Subcommands import their heavy modules (torch, onnx) lazily, so ``rtformer --help`` is instant and a robot with
 only ONNX Runtime can still run the commands that need nothing more. Every known failure prints one line
@@ -186,15 +186,26 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    try:
-        from rtformer_ros import train
-    except ImportError:  # training needs torch; a robot install may not have it
-        return
-    if not hasattr(train, 'add_arguments'):  # TODO(integration): remove once train lands
-        return
+    from rtformer_ros import train  # light: torch is imported when the command runs
+
     p = sub.add_parser('train', help='train RTFormer (CamVid, Cityscapes, or image+label folders)')
     train.add_arguments(p)
     p.set_defaults(handler=train.run)
+
+
+def _add_bags(sub: argparse._SubParsersAction) -> None:
+    from rtformer_ros import bags  # light: rosbags, ORT and rclpy are imported when a command runs
+
+    helps = {
+        'eval': 'score a model (or recorded predictions) on a rosbag2 with ground-truth labels',
+        'bag-from-dataset': 'write a rosbag2 (sqlite3/mcap) of images + labels from a dataset',
+        'replay': "play a bag's images into the ROS graph and record the node's outputs",
+    }
+    for name, text in helps.items():
+        key = name.replace('-', '_')
+        p = sub.add_parser(name, help=text)
+        getattr(bags, f'add_{key}_arguments')(p)
+        p.set_defaults(handler=getattr(bags, f'run_{key}'))
 
 
 # ------------------------------------------------------------------------------------------------ demo
@@ -241,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='rtformer', description=__doc__.splitlines()[0])
     parser.add_argument('--version', action='version', version=f'rtformer_ros {__version__}')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    for add in (_add_convert, _add_info, _add_export, _add_bench, _add_train, _add_demo):
+    for add in (_add_convert, _add_info, _add_export, _add_bench, _add_train, _add_bags, _add_demo):
         add(sub)
     return parser
 

@@ -323,6 +323,7 @@ class SegmentationEngine:
             warmup: int = 2,
             intra_op_threads: int = 0,
             io_binding: bool | None = None,
+            allow_spinning: bool = True,
     ) -> None:
         """Load the model, pick the provider, bind buffers and warm up.
 
@@ -338,6 +339,10 @@ class SegmentationEngine:
             intra_op_threads: ORT intra-op threads; 0 keeps ORT's default.
             io_binding: bind pre-allocated buffers; None = on GPU providers only. True on CPU exercises the
                 GPU code path with CPU buffers.
+            allow_spinning: let ORT's intra-op threads busy-wait for work after each run (ORT's default, best
+                for back-to-back runs as in a benchmark). False makes them sleep: spinning threads keep burning
+                CPU after every frame, which on a small CPU machine slows the node's publishing and every
+                other process.
 
         Raises:
             EngineError: missing or unreadable model, broken export contract, missing metadata, or an
@@ -363,7 +368,7 @@ class SegmentationEngine:
             except OSError as err:
                 msg = f'{cache}: cannot create the TensorRT cache folder ({err.strerror})'
                 raise EngineError(msg) from None
-        self._session = _create_session(source, names, device_id, cache, intra_op_threads)
+        self._session = _create_session(source, names, device_id, cache, intra_op_threads, allow_spinning)
         active = self._session.get_providers()
         if explicit:
             missing = [name for name in names if name not in active]
@@ -376,7 +381,7 @@ class SegmentationEngine:
             if active[0] in _GPU_PROVIDERS and options.get('device_id') != str(device_id):
                 # ORT's own fallback retried without our provider options (device_id): rebuild with them.
                 names = names[names.index(active[0]):]
-                self._session = _create_session(source, names, device_id, cache, intra_op_threads)
+                self._session = _create_session(source, names, device_id, cache, intra_op_threads, allow_spinning)
                 active = self._session.get_providers()
         # No silent provider switch at run time either: our bound buffers live on the chosen device.
         self._session.disable_fallback()
@@ -497,11 +502,12 @@ def _first_line(err: BaseException) -> str:
 
 
 def _create_session(source: str, providers: list[str], device_id: int, cache_dir: Path,
-                    intra_op_threads: int) -> ort.InferenceSession:
+                    intra_op_threads: int, allow_spinning: bool) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if intra_op_threads:
         options.intra_op_num_threads = intra_op_threads
+    options.add_session_config_entry('session.intra_op.allow_spinning', '1' if allow_spinning else '0')
     if TENSORRT in providers:
         _log.info('%s: creating the TensorRT session (the first build of an engine can take minutes; cached in %s)',
                   source, cache_dir)

@@ -252,6 +252,14 @@ def test_unavailable_explicit_provider_is_an_error_not_a_fallback(tiny_model: Pa
         SegmentationEngine(tiny_model, providers=providers)
 
 
+@pytest.mark.parametrize('spinning', [True, False])
+def test_intra_op_spinning_is_set_on_the_session_as_asked(tiny_model: Path, spinning: bool) -> None:
+    with SegmentationEngine(tiny_model, providers='cpu', warmup=0, allow_spinning=spinning) as eng:
+        options = eng._session.get_session_options()
+        assert options.get_session_config_entry('session.intra_op.allow_spinning') == str(int(spinning))
+        assert (eng.infer(solid((16, 20), (230, 20, 20))).labels == 0).all()  # red: class 0
+
+
 @pytest.mark.parametrize('providers', ['gpu-please', []])
 def test_unknown_or_empty_provider_is_an_error(tiny_model: Path, providers: object) -> None:
     with pytest.raises(EngineError, match=re.escape(tiny_model.name)):

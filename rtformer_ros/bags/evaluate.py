@@ -1,0 +1,367 @@
+"""Score a segmentation model (or predictions recorded in the bag) against ground-truth labels in a bag.
+
+Frames are the header stamps found on every topic involved (image, labels, and predictions with
+``pred_topic``); the rest is counted as unpaired. A message that does not deserialise or decode is counted as
+skipped, and the run goes on: only a bag where nothing could be scored is an error. Label or prediction ids
+beyond the classes (other than the ignore id) stop the run: the labels belong to another dataset, and any
+score would be meaningless.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from rtformer_ros.bags.errors import BagError
+from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE, BagReader, Frame
+from rtformer_ros.bags.writer import BagWriter, image_message, segmentation_topics
+from rtformer_ros.classes import IGNORE_INDEX, get_classes
+from rtformer_ros.engine import EngineError, SegmentationEngine
+from rtformer_ros.metrics import ConfusionMatrix
+from rtformer_ros.ros.codec import CodecError, Decoded, decode_compressed, decode_image, decode_labels
+from rtformer_ros.ros.render import blend, colorize, palette_lut  # numpy/OpenCV only; rtformer_ros.ros has no rclpy
+
+__all__ = ['EvalOptions', 'EvalResult', 'SampleView', 'evaluate']
+
+_log = logging.getLogger(__name__)
+
+SAMPLE_WIDTH = 320  # px: sample overlays are kept (and drawn) at this width
+OVERLAY_ALPHA = 0.5  # as the node's default overlay_alpha
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What to score; see ``rtformer eval --help``.
+
+    Attributes:
+        bag: rosbag2 folder or file.
+        label_topic: ground truth, mono8 class ids.
+        image_topic: camera images (Image or CompressedImage); optional only with ``pred_topic``.
+        model: exported ``.onnx``; needed unless ``pred_topic`` is given.
+        pred_topic: predictions already in the bag (mono8), scored instead of running the model.
+        dataset: class names when there is no model (e.g. 'camvid').
+        ignore_index: label id not scored; None: the model's (255).
+        write_bag: new bag with the images and the segmentation topics.
+        storage: 'sqlite3' or 'mcap' for ``write_bag``.
+        providers: ONNX Runtime providers for the engine.
+        resize: engine resize policy, 'stretch' or 'letterbox'.
+        samples: frames kept for the overlay grid.
+        progress: tqdm bar (None: only on a terminal).
+    """
+
+    bag: Path
+    label_topic: str
+    image_topic: str | None = None
+    model: Path | None = None
+    pred_topic: str | None = None
+    dataset: str | None = None
+    ignore_index: int | None = None
+    write_bag: Path | None = None
+    storage: str = 'sqlite3'
+    providers: str = 'auto'
+    resize: str = 'stretch'
+    samples: int = 6
+    progress: bool | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class SampleView:
+    """One scored frame, shrunk to ``SAMPLE_WIDTH`` for the report."""
+
+    stamp_ns: int
+    rgb: np.ndarray | None  # (h, w, 3) uint8, None without an image topic
+    labels: np.ndarray  # (h, w) uint8 ground truth
+    pred: np.ndarray  # (h, w) uint8
+
+
+@dataclass(eq=False)
+class EvalResult:
+    """Scores and counts of one ``evaluate`` run."""
+
+    options: EvalOptions
+    confusion: ConfusionMatrix
+    class_names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    paired: int = 0  # frames with a message on every topic
+    frames: int = 0  # frames scored
+    unpaired: dict[str, int] = field(default_factory=dict)  # topic -> messages without partners
+    skipped: Counter[str] = field(default_factory=Counter)  # reason -> frames
+    latencies_ms: list[float] = field(default_factory=list)  # engine time per frame
+    wall_s: float = 0.0  # both passes over the bag: reading, decoding, inference, scoring, writing
+    samples: list[SampleView] = field(default_factory=list)
+    model: dict[str, Any] | None = None
+    written: dict[str, int] | None = None  # write_bag: topic -> messages
+
+
+def _check_options(opts: EvalOptions) -> None:
+    if opts.pred_topic is None and opts.model is None:
+        msg = 'give --model to run, or --pred-topic to score predictions already in the bag'
+        raise BagError(msg)
+    if opts.pred_topic is None and opts.image_topic is None:
+        msg = 'give --image-topic (the model needs images)'
+        raise BagError(msg)
+    topics = [t for t in (opts.image_topic, opts.label_topic, opts.pred_topic) if t]
+    if len(set(topics)) != len(topics):
+        msg = f'image, label and prediction topics must differ, got {", ".join(topics)}'
+        raise BagError(msg)
+    if opts.write_bag is not None and opts.write_bag.exists():  # before the model loads and the bag is read
+        msg = f'{opts.write_bag}: exists already, not overwriting'
+        raise BagError(msg)
+
+
+def _load_engine(opts: EvalOptions) -> SegmentationEngine | None:
+    if opts.model is None:
+        return None
+    try:
+        # With pred_topic the model only names the classes: no warm-up, CPU is enough.
+        if opts.pred_topic is not None:
+            return SegmentationEngine(opts.model, providers='cpu', warmup=0)
+        return SegmentationEngine(opts.model, providers=opts.providers, resize=opts.resize)
+    except (EngineError, ValueError) as err:
+        raise BagError(str(err)) from None
+
+
+def _class_set(opts: EvalOptions,
+               engine: SegmentationEngine | None) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]] | None:
+    """Names and palette from the model, else ``dataset``; None: infer the count from the ids seen."""
+    if engine is not None:
+        meta = engine.metadata
+        if opts.dataset is not None and opts.dataset != meta.dataset:
+            _log.warning('%s: a %s model; --dataset %s ignored', opts.model, meta.dataset, opts.dataset)
+        return tuple(meta.class_names), tuple(meta.palette)
+    if opts.dataset is not None:
+        try:
+            classes = get_classes(opts.dataset)
+        except ValueError as err:
+            raise BagError(f'--dataset: {err}') from None
+        return classes.names, classes.palette
+    return None
+
+
+def _stamp(stamp_ns: int) -> str:
+    return f'{stamp_ns // 1_000_000_000}.{stamp_ns % 1_000_000_000:09d}'
+
+
+def _shrink(image: np.ndarray, interpolation: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    if width <= SAMPLE_WIDTH:
+        return image.copy()
+    size = (SAMPLE_WIDTH, max(1, round(height * SAMPLE_WIDTH / width)))
+    return cv2.resize(image, size, interpolation=interpolation)
+
+
+class _OutputBag:
+    """The ``write_bag``: the input image topic copied, plus labels/color/overlay beside it."""
+
+    def __init__(self, path: Path, storage: str, reader: BagReader, image_topic: str | None, label_topic: str,
+                 palette: tuple[tuple[int, int, int], ...]) -> None:
+        self.bag = BagWriter(path, storage)
+        self.image_topic = image_topic
+        self.topics = segmentation_topics(image_topic or label_topic)
+        if image_topic is None:
+            del self.topics['overlay']  # nothing to blend with
+        self.lut = palette_lut(palette)
+        self.bag.open()
+        if image_topic is not None:
+            like = reader.connections(image_topic)[0]
+            self.bag.add_topic(image_topic, like.msgtype, like=like)
+        for topic in self.topics.values():
+            self.bag.add_topic(topic, IMAGE)
+
+    def write(self, frame: Frame, frame_id: str, rgb: np.ndarray | None, pred: np.ndarray) -> None:
+        timestamp = frame.timestamps_ns[self.image_topic] if self.image_topic else min(frame.timestamps_ns.values())
+        if self.image_topic is not None:
+            self.bag.write_raw(self.image_topic, timestamp, frame.raw[self.image_topic])
+        color = colorize(pred, self.lut)
+        outputs = {'labels': (pred, 'mono8'), 'color': (color, 'rgb8')}
+        if rgb is not None:
+            outputs['overlay'] = (blend(rgb, color, OVERLAY_ALPHA), 'rgb8')
+        for kind, (pixels, encoding) in outputs.items():
+            self.bag.write(self.topics[kind], timestamp, image_message(frame.stamp_ns, frame_id, pixels, encoding))
+
+    def close(self) -> dict[str, int]:
+        self.bag.close()
+        return dict(self.bag.counts)
+
+
+class _Evaluator:
+    """State of one run: reader, engine, confusion matrix, counters."""
+
+    def __init__(self, opts: EvalOptions, reader: BagReader, engine: SegmentationEngine | None) -> None:
+        self.opts = opts
+        self.reader = reader
+        self.engine = engine
+        classes = _class_set(opts, engine)
+        ignore = opts.ignore_index
+        if ignore is None:
+            ignore = engine.metadata.ignore_index if engine is not None else IGNORE_INDEX
+        self.infer_classes = classes is None
+        if classes is None:
+            # Unknown class count: count ids up to the ignore id (uint8 labels: at most 256), trim at the end.
+            if not 0 < ignore <= 256:
+                msg = f'--ignore-index {ignore}: give --dataset or --model to name the classes'
+                raise BagError(msg)
+            self.confusion = ConfusionMatrix(min(ignore, 256), ignore)
+            names: tuple[str, ...] = ()
+            palette: tuple[tuple[int, int, int], ...] = ()
+        else:
+            names, palette = classes
+            try:
+                self.confusion = ConfusionMatrix(len(names), ignore)
+            except ValueError as err:
+                raise BagError(f'--ignore-index: {err}') from None
+        self.result = EvalResult(opts, self.confusion, names, palette)
+        if engine is not None:
+            meta = engine.metadata
+            self.result.model = {'path': str(opts.model), 'variant': meta.variant, 'dataset': meta.dataset,
+                                 'num_classes': meta.num_classes, 'input_size': list(meta.input_size),
+                                 'provider': engine.provider, 'resize': opts.resize,
+                                 'used_for': 'class names' if opts.pred_topic else 'predictions'}
+        self.output: _OutputBag | None = None
+        compressed = opts.image_topic is not None and reader.topics[opts.image_topic] == COMPRESSED_IMAGE
+        self._decode = decode_compressed if compressed else decode_image
+
+    def _skip(self, reason: str, frame: Frame, err: BagError | str) -> None:
+        if not self.result.skipped[reason]:  # one line per reason, the counts go to the report
+            _log.warning('skipped frame at stamp %s: %s', _stamp(frame.stamp_ns), err)
+        self.result.skipped[reason] += 1
+
+    def _message(self, frame: Frame, topic: str) -> Any:
+        return self.reader.deserialize(frame.raw[topic], topic)
+
+    def score(self, frame: Frame, keep_sample: bool) -> None:
+        opts = self.opts
+        try:
+            messages = {topic: self._message(frame, topic) for topic in frame.raw}
+        except BagError as err:
+            self._skip('corrupt', frame, err)
+            return
+        decoded: Decoded | None = None
+        pred = None
+        topic = opts.label_topic
+        try:
+            labels = decode_labels(messages[topic])
+            if opts.image_topic:
+                topic = opts.image_topic
+                decoded = self._decode(messages[topic])
+            if opts.pred_topic:
+                topic = opts.pred_topic
+                pred = decode_labels(messages[topic])
+        except CodecError as err:
+            self._skip('undecodable', frame, f'{topic}: {err}')
+            return
+        if pred is None:
+            assert self.engine is not None and decoded is not None  # _check_options: no pred_topic -> model, image
+            try:
+                seg = self.engine.infer(*decoded, confidence=False)
+            except EngineError as err:  # ONNX Runtime failed: the next frame would fail too
+                raise BagError(str(err)) from None
+            pred = seg.labels
+            self.result.latencies_ms.append(seg.latency_ms)
+        if pred.shape != labels.shape:
+            source = opts.pred_topic or 'the image'
+            self._skip('size_mismatch', frame, f'labels {labels.shape[1]}x{labels.shape[0]} but '
+                                               f'{source} {pred.shape[1]}x{pred.shape[0]}')
+            return
+        try:
+            self.confusion.update(labels, pred)
+        except ValueError as err:
+            topic = opts.label_topic if str(err).startswith('label') else (opts.pred_topic or str(opts.model))
+            classes = self.confusion.num_classes
+            msg = (f'{topic} at stamp {_stamp(frame.stamp_ns)}: {err}, but there are {classes} classes '
+                   f'(labels of another dataset, or a wrong --ignore-index?)')
+            raise BagError(msg) from None
+        self.result.frames += 1
+        rgb = None
+        if decoded is not None and (keep_sample or self.output is not None):
+            rgb = decoded.rgb()
+        if keep_sample:
+            self.result.samples.append(SampleView(
+                frame.stamp_ns, None if rgb is None else _shrink(rgb, cv2.INTER_AREA),
+                _shrink(labels, cv2.INTER_NEAREST), _shrink(pred, cv2.INTER_NEAREST)))
+        if self.output is not None:
+            header = messages[opts.image_topic or opts.label_topic].header
+            self.output.write(frame, header.frame_id, rgb, pred)
+
+    def finish(self) -> EvalResult:
+        result = self.result
+        if self.infer_classes:
+            seen = np.flatnonzero(self.confusion.matrix.sum(axis=0) + self.confusion.matrix.sum(axis=1))
+            count = int(seen[-1]) + 1 if seen.size else 1
+            trimmed = ConfusionMatrix(count, self.confusion.ignore_index)
+            trimmed.matrix[:] = self.confusion.matrix[:count, :count]
+            result.confusion = self.confusion = trimmed
+            classes = get_classes('classes', count)
+            result.class_names, result.palette = classes.names, classes.palette
+        return result
+
+
+def _run(opts: EvalOptions, reader: BagReader, engine: SegmentationEngine | None) -> EvalResult:
+    """Pair, then score frame by frame (the two passes over the bag)."""
+    from tqdm import tqdm
+
+    evaluator = _Evaluator(opts, reader, engine)
+    result = evaluator.result
+    start = time.perf_counter()  # model loading and warm-up excluded: they are not per-frame costs
+    pairing = reader.pair([t for t in (opts.image_topic, opts.label_topic, opts.pred_topic) if t])
+    result.paired = pairing.frames
+    result.unpaired = pairing.unpaired
+    if pairing.headerless:
+        result.skipped['corrupt'] += pairing.headerless
+    keep = set(np.linspace(0, pairing.frames - 1, min(opts.samples, pairing.frames)).round().astype(int))
+    if opts.write_bag is not None:
+        evaluator.output = _OutputBag(opts.write_bag, opts.storage, reader, opts.image_topic, opts.label_topic,
+                                      result.palette or get_classes('classes', 256).palette)
+    try:
+        frames = tqdm(reader.frames(pairing), total=pairing.frames, desc='eval', unit='frame',
+                      disable=None if opts.progress is None else not opts.progress)
+        for index, frame in enumerate(frames):
+            evaluator.score(frame, index in keep)
+    finally:
+        if evaluator.output is not None:
+            result.written = evaluator.output.close()
+    result = evaluator.finish()
+    result.wall_s = time.perf_counter() - start
+    if result.frames == 0:
+        unpaired = ', '.join(f'{topic} {count}' for topic, count in result.unpaired.items())
+        skipped = ', '.join(f'{reason} {count}' for reason, count in result.skipped.items()) or 'none'
+        msg = (f'{opts.bag}: no frame could be scored ({result.paired} paired by stamp; unpaired: {unpaired}; '
+               f'skipped: {skipped})')
+        raise BagError(msg)
+    return result
+
+
+def evaluate(opts: EvalOptions) -> EvalResult:
+    """Score ``opts.model`` (or ``opts.pred_topic``) on the bag's labelled frames.
+
+    A ``write_bag`` is removed again when the run fails: a partial bag would only block the next try.
+
+    Raises:
+        BagError: bad options, a missing bag or topic, a model that cannot be loaded, labels beyond the
+            classes, or no frame that could be scored.
+    """
+    _check_options(opts)  # write_bag does not exist past this point: whatever is there later is ours
+    with BagReader(opts.bag) as reader:
+        if opts.image_topic:
+            reader.require(opts.image_topic, (IMAGE, COMPRESSED_IMAGE))
+        reader.require(opts.label_topic, (IMAGE,))
+        if opts.pred_topic:
+            reader.require(opts.pred_topic, (IMAGE,))
+        engine = _load_engine(opts)
+        try:
+            return _run(opts, reader, engine)
+        except BaseException:
+            if opts.write_bag is not None:
+                shutil.rmtree(opts.write_bag, ignore_errors=True)
+            raise
+        finally:
+            if engine is not None:
+                engine.close()

@@ -1,0 +1,7 @@
+"""ROS 2 side of rtformer_ros: the ``rtformer_node`` and its small helpers.
+
+Modules: ``codec`` (sensor_msgs <-> numpy), ``params`` (the node's parameter table), ``qos`` (profiles),
+``diagnostics`` (counters and /diagnostics), ``slots`` (latest-frame hand-off to the worker), ``node`` (the
+node and ``main``), ``probe`` (a client that feeds a node and collects its outputs, for tests and benchmarks).
+Nothing here imports torch.
+"""

@@ -1,0 +1,463 @@
+"""The training loop: data check, model, AdamW + warm-up/poly, AMP on CUDA, validation, checkpoints, resume.
+
+Output directory (``--out``, default ``work/train/<dataset>_<model>``, git-ignored):
+    config.json   the resolved options of the latest start
+    last.pt       resume state: model, optimizer, scheduler, scaler, iteration, RNG states, best score
+    best.pt       best validation mIoU so far, in the self-describing `save_checkpoint` format
+    log.csv       iter, loss, aux_loss, lr, val_miou, time
+    curves.png    the log drawn
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from rtformer_ros.classes import ClassSet, get_classes
+from rtformer_ros.metrics import ConfusionMatrix
+from rtformer_ros.model import build_rtformer, load_checkpoint, save_checkpoint
+from rtformer_ros.model.rtformer import RTFormer, count_params
+from rtformer_ros.train.config import TrainConfig, TrainConfigError
+from rtformer_ros.train.datasets import (
+    LAYOUTS,
+    DatasetError,
+    IterationBatches,
+    LabelMap,
+    Sample,
+    SegmentationDataset,
+    check_samples,
+    folder_classes,
+    folder_samples,
+)
+from rtformer_ros.train.history import History
+from rtformer_ros.train.losses import SegLoss
+from rtformer_ros.train.schedule import WarmupPoly, param_groups
+from rtformer_ros.train.transforms import ColorJitter, TrainTransform, scale_steps
+
+__all__ = ['BEST', 'CURVES', 'LAST', 'LOG', 'Data', 'TrainError', 'TrainResult', 'Trainer', 'load_data',
+           'saved_config', 'train']
+
+LAST, BEST, LOG, CURVES, CONFIG = 'last.pt', 'best.pt', 'log.csv', 'curves.png', 'config.json'
+STATE_FORMAT = 'rtformer_ros.train_state/1'
+MAX_BAD_STEPS = 10  # consecutive non-finite losses tolerated (AMP overflow) before the run is declared diverged
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or continue; the message says why (and names the file when there is one)."""
+
+
+def _log(msg: str) -> None:
+    tqdm.write(msg)
+
+
+# -------------------------------------------------------------------------------------------------------- data
+
+@dataclass(frozen=True)
+class Data:
+    """Checked training and validation samples with their classes."""
+
+    classes: ClassSet
+    label_map: LabelMap
+    train: list[Sample]
+    val: list[Sample]
+
+
+def load_data(cfg: TrainConfig) -> Data:
+    """List both splits of the configured layout and check every file (before any training starts).
+
+    Raises:
+        DatasetError: a missing directory or label, unreadable file, size mismatch or out-of-range label id.
+    """
+    layout = LAYOUTS.get(cfg.dataset)
+    if layout is not None:
+        if cfg.data_root is None:
+            msg = f'--dataset {cfg.dataset} needs --data-root (the directory holding its splits)'
+            raise DatasetError(msg)
+        if not Path(cfg.data_root).is_dir():
+            msg = f'--data-root {cfg.data_root}: no such directory'
+            raise DatasetError(msg)
+        classes = get_classes(layout.classes)
+        train_set = layout.find(Path(cfg.data_root), cfg.train_split)
+        val_set = layout.find(Path(cfg.data_root), cfg.val_split)
+        void_ids = tuple(sorted({*layout.void_ids, *cfg.void_ids}))
+    else:
+        dirs = {'--train-images': cfg.train_images, '--train-labels': cfg.train_labels,
+                '--val-images': cfg.val_images, '--val-labels': cfg.val_labels}
+        missing = [k for k, v in dirs.items() if not v]
+        if missing:
+            msg = f'--dataset folder needs {", ".join(missing)}'
+            raise DatasetError(msg)
+        classes = folder_classes(cfg.classes, cfg.num_classes)
+        train_set = folder_samples(Path(cfg.train_images), Path(cfg.train_labels), cfg.label_suffix)
+        val_set = folder_samples(Path(cfg.val_images), Path(cfg.val_labels), cfg.label_suffix)
+        void_ids = cfg.void_ids
+    if cfg.num_classes is not None and cfg.num_classes != classes.num_classes:
+        msg = f'--num-classes {cfg.num_classes}: the {classes.name} classes number {classes.num_classes}'
+        raise DatasetError(msg)
+    label_map = LabelMap(classes.num_classes, void_ids)
+    check_samples(train_set, label_map, desc=f'checking {cfg.train_split}')
+    check_samples(val_set, label_map, desc=f'checking {cfg.val_split}')
+    return Data(classes, label_map, train_set, val_set)
+
+
+# -------------------------------------------------------------------------------------------------------- state
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        'torch': torch.get_rng_state(),
+        'numpy': [np_state[0], np_state[1].tolist(), *np_state[2:]],  # plain lists: loadable with weights_only
+        'python': [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state['torch'])
+    np_state = state['numpy']
+    np.random.set_state((np_state[0], np.asarray(np_state[1], np.uint32), *np_state[2:]))
+    random.setstate((state['python'][0], tuple(state['python'][1]), state['python'][2]))
+    if 'cuda' in state and torch.cuda.is_available() and len(state['cuda']) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _seed_worker(worker_id: int) -> None:
+    # Augmentation draws from per-sample seeds; this only fixes anything else a worker might draw.
+    import cv2
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    cv2.setNumThreads(1)
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        msg = f'{path}: no such file (nothing to resume; start without --resume)'
+        raise TrainError(msg)
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # torch raises many types for truncated/foreign files
+        msg = f'{path}: unreadable resume state ({type(err).__name__}: {str(err).splitlines()[0][:160]})'
+        raise TrainError(msg) from None
+    if not isinstance(state, dict) or state.get('format') != STATE_FORMAT:
+        msg = f'{path}: not a resume state of rtformer train'
+        raise TrainError(msg)
+    return state
+
+
+def saved_config(out: str | Path) -> TrainConfig:
+    """The resolved options stored in ``<out>/last.pt``.
+
+    Raises:
+        TrainError: no or unreadable ``last.pt``.
+    """
+    path = Path(out) / LAST
+    try:
+        return TrainConfig.from_dict(_read_state(path)['config'])
+    except TrainConfigError as err:
+        msg = f'{path}: {err}'
+        raise TrainError(msg) from None
+
+
+def init_weights_from(model: RTFormer, path: str | Path) -> tuple[int, list[str]]:
+    """Copy every tensor of checkpoint ``path`` whose name and shape match (PaddleSeg's pretrained rule).
+
+    Returns:
+        (tensors loaded, names of the model's tensors left at their initial values).
+
+    Raises:
+        TrainError: nothing matched.
+    """
+    source = load_checkpoint(path).model.state_dict()
+    target = model.state_dict()
+    matched = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
+    if not matched:
+        msg = f'{path}: no tensor matches the model by name and shape'
+        raise TrainError(msg)
+    model.load_state_dict(matched, strict=False)
+    return len(matched), sorted(set(target) - set(matched))
+
+
+def _select_device(name: str) -> torch.device:
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise TrainError('--device cuda: no CUDA device is available')
+    return torch.device('cuda' if name != 'cpu' and torch.cuda.is_available() else 'cpu')
+
+
+# -------------------------------------------------------------------------------------------------------- trainer
+
+@dataclass(frozen=True)
+class TrainResult:
+    """How a call to `train` ended."""
+
+    iteration: int  # iterations done in total
+    finished: bool  # reached cfg.iters (False: stopped by --stop-at / --time-limit)
+    best_miou: float  # NaN before the first validation
+    out: Path
+
+
+class Trainer:
+    """One run: builds everything from a resolved config and checked data; `fit` trains.
+
+    Args:
+        cfg: resolved options.
+        data: checked samples.
+        device: where to train.
+    """
+
+    def __init__(self, cfg: TrainConfig, data: Data, device: torch.device) -> None:
+        self.cfg, self.data, self.device = cfg, data, device
+        self.out = Path(cfg.out)
+        self.amp = cfg.amp and device.type == 'cuda'
+        options: dict[str, Any] = {'bn_momentum': cfg.bn_momentum}
+        if cfg.drop_path_rate is not None:
+            options['drop_path_rate'] = cfg.drop_path_rate
+        try:
+            self.model = build_rtformer(cfg.model, num_classes=data.classes.num_classes, **options)
+        except ValueError as err:
+            msg = f'--model {cfg.model}: {err}'
+            raise TrainError(msg) from None
+        if cfg.init:
+            loaded, fresh = init_weights_from(self.model, cfg.init)
+            shown = ', '.join(fresh[:4]) + (', ...' if len(fresh) > 4 else '')
+            _log(f'init: {loaded} tensors from {cfg.init}' + (f'; {len(fresh)} left fresh: {shown}' if fresh else ''))
+        self.model.to(device).train()
+        self.loss = SegLoss(cfg.aux_weight, cfg.ohem, cfg.ohem_thresh, cfg.ohem_min_kept)
+        self.schedule = WarmupPoly(cfg.lr, cfg.iters, cfg.warmup_iters, cfg.warmup_start_lr, cfg.end_lr, cfg.power)
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.lr, cfg.head_lr_mult), lr=cfg.lr,
+                                           betas=cfg.betas, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp)
+        self.history = History(self.out / LOG, self.out / CURVES)
+        self.iteration = 0
+        self.best_miou = math.nan
+        self.elapsed_before = 0.0  # wall seconds of earlier processes of this run
+        self.started = time.monotonic()
+        jitter = ColorJitter() if cfg.jitter else None
+        transform = TrainTransform(cfg.crop, scale_steps(*cfg.scale_range), cfg.flip, jitter)
+        self.train_set = SegmentationDataset(data.train, data.label_map, transform)
+        self.val_set = SegmentationDataset(data.val, data.label_map)
+
+    # ---------------------------------------------------------------------------------------------- state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            'format': STATE_FORMAT,
+            'config': self.cfg.to_dict(),
+            'iteration': self.iteration,
+            'best_miou': self.best_miou,
+            'elapsed': self.elapsed(),
+            'model': self.model.state_dict(),
+            'optimizer': self.optimizer.state_dict(),
+            'scheduler': self.scheduler.state_dict(),
+            'scaler': self.scaler.state_dict(),
+            'rng': _rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state['model'])
+        self.optimizer.load_state_dict(state['optimizer'])
+        self.scheduler.load_state_dict(state['scheduler'])
+        if self.amp and state['scaler']:
+            self.scaler.load_state_dict(state['scaler'])
+        self.iteration, self.best_miou, self.elapsed_before = state['iteration'], state['best_miou'], state['elapsed']
+        _set_rng_state(state['rng'])
+
+    def save_state(self) -> Path:
+        path = self.out / LAST
+        tmp = path.with_suffix('.tmp')
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)  # atomic: a crash mid-write never leaves a truncated last.pt
+        return path
+
+    # ---------------------------------------------------------------------------------------------- steps
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp)
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+        """One optimizer update; returns (total loss, aux loss). A non-finite loss skips the update."""
+        images = images.to(self.device, non_blocking=True)
+        target = labels.to(self.device, non_blocking=True).long()
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            outputs = self.model(images)
+        loss, aux = self.loss(outputs, target)
+        total = loss.item()
+        if math.isfinite(total):
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.scheduler.step()
+        self.iteration += 1
+        return total, aux.item()
+
+    @torch.no_grad()
+    def evaluate(self, loader: DataLoader) -> ConfusionMatrix:
+        """Confusion matrix of the model (eval mode, full images) on ``loader``."""
+        conf = ConfusionMatrix(self.data.classes.num_classes)
+        self.model.eval()
+        try:
+            for images, labels in tqdm(loader, desc='val', unit='img', leave=False, dynamic_ncols=True):
+                with self._autocast():
+                    logits = self.model(images.to(self.device, non_blocking=True))
+                pred = logits.argmax(1).to(torch.uint8).cpu().numpy()
+                conf.update(labels.numpy(), pred)
+        finally:
+            self.model.train()
+        return conf
+
+    def validate(self, loader: DataLoader) -> float:
+        """Evaluate, keep ``best.pt`` if this is the best mIoU so far, return the mIoU."""
+        conf = self.evaluate(loader)
+        iou, miou = conf.iou, conf.miou
+        miou = 0.0 if math.isnan(miou) else miou  # an empty validation split scores nothing
+        if math.isnan(self.best_miou) or miou > self.best_miou:
+            self.best_miou = miou
+            names = self.data.classes.names
+            extra = {
+                'recipe': self.cfg.recipe(),
+                'iteration': self.iteration,
+                'val_miou': miou,
+                'per_class_iou': {n: (None if math.isnan(v) else float(v)) for n, v in zip(names, iou, strict=True)},
+                'val_images': len(self.data.val),
+            }
+            save_checkpoint(self.out / BEST, self.model, self.data.classes, extra=extra)
+        per_class = ' '.join(f'{n[:8]}={v:.2f}' for n, v in zip(self.data.classes.names, iou, strict=True))
+        _log(f'iter {self.iteration}: val mIoU {miou:.4f} (best {self.best_miou:.4f}) | {per_class}')
+        return miou
+
+    # ---------------------------------------------------------------------------------------------- loop
+
+    def _loaders(self) -> tuple[DataLoader, DataLoader]:
+        cfg, cuda = self.cfg, self.device.type == 'cuda'
+        stop = min(cfg.iters, cfg.stop_at or cfg.iters)
+        batches = IterationBatches(len(self.train_set), cfg.batch_size, cfg.seed, self.iteration, stop)
+        common = dict(num_workers=cfg.workers, pin_memory=cuda, worker_init_fn=_seed_worker,
+                      generator=torch.Generator().manual_seed(cfg.seed))
+        train_loader = DataLoader(self.train_set, batch_sampler=batches, **common)
+        val_loader = DataLoader(self.val_set, batch_size=1, shuffle=False,
+                                persistent_workers=cfg.workers > 0, **common)
+        return train_loader, val_loader
+
+    def elapsed(self) -> float:
+        """Wall seconds this run has trained, over all its processes."""
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def fit(self) -> TrainResult:
+        """Train from ``self.iteration`` to ``cfg.iters`` (or the stop point), validating and saving on the way."""
+        cfg = self.cfg
+        train_loader, val_loader = self._loaders()
+        self.started = time.monotonic()
+        deadline = self.started + cfg.time_limit * 60 if cfg.time_limit else math.inf
+        window: list[tuple[float, float]] = []
+        bad_steps, saved_at = 0, -1
+        lr = self.optimizer.param_groups[0]['lr']
+        with tqdm(total=cfg.iters, initial=self.iteration, desc='train', unit='it', dynamic_ncols=True) as bar:
+            for images, labels in train_loader:
+                lr = self.optimizer.param_groups[0]['lr']
+                loss, aux = self.train_step(images, labels)
+                bar.update(1)
+                if math.isfinite(loss):
+                    bad_steps = 0
+                    window.append((loss, aux))
+                    bar.set_postfix(loss=f'{loss:.3f}', lr=f'{lr:.2e}', refresh=False)
+                elif (bad_steps := bad_steps + 1) >= MAX_BAD_STEPS:
+                    msg = (f'loss is {loss} for {bad_steps} iterations in a row (at {self.iteration}, lr {lr:.3g}): '
+                           f'training diverged; lower --lr, or resume from {self.out / LAST}')
+                    raise TrainError(msg)
+                validate = self.iteration % cfg.val_every == 0 or self.iteration == cfg.iters
+                if validate or self.iteration % cfg.log_every == 0:
+                    self._log_row(window, lr, self.validate(val_loader) if validate else math.nan)
+                if validate:
+                    self._save()
+                    saved_at = self.iteration
+                if time.monotonic() > deadline:
+                    break
+        finished = self.iteration >= cfg.iters
+        if not finished:
+            self._log_row(window, lr, math.nan)
+            if saved_at != self.iteration:
+                self._save()
+            _log(f'stopped at iteration {self.iteration} of {cfg.iters}; continue with --out {self.out} --resume')
+        return TrainResult(self.iteration, finished, self.best_miou, self.out)
+
+    def _log_row(self, window: list[tuple[float, float]], lr: float, miou: float) -> None:
+        if not window and math.isnan(miou):
+            return
+        losses = np.asarray(window or [(math.nan, math.nan)])
+        self.history.append(iter=self.iteration, loss=losses[:, 0].mean(), aux_loss=losses[:, 1].mean(), lr=lr,
+                            val_miou=miou, time=self.elapsed())
+        window.clear()
+
+    def _save(self) -> None:
+        self.save_state()
+        self.history.plot()
+
+
+# -------------------------------------------------------------------------------------------------------- entry
+
+def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
+    """Check the data, build the run (or restore it from ``<out>/last.pt``) and train.
+
+    Args:
+        cfg: resolved options (`TrainConfig.resolved`); on resume, the saved recipe with runtime overrides.
+        resume: continue the run in ``cfg.out`` at the exact iteration, schedule position and RNG state.
+
+    Raises:
+        TrainError: the output directory already holds a run (without ``resume``) or none (with it),
+            ``--stop-at`` already passed, or training diverged.
+        DatasetError: bad data, raised before the model is built.
+        CheckpointError, FileNotFoundError: an unusable ``--init`` checkpoint.
+    """
+    out = Path(cfg.out)
+    state = _read_state(out / LAST) if resume else None
+    if state is None and (out / LAST).exists():
+        msg = f'{out}: holds a run already ({LAST}); add --resume to continue it, or choose another --out'
+        raise TrainError(msg)
+    if state is not None and cfg.stop_at is not None and cfg.stop_at <= state['iteration']:
+        msg = f'--stop-at {cfg.stop_at}: the run in {out} is already at iteration {state["iteration"]}'
+        raise TrainError(msg)
+    if cfg.init and not Path(cfg.init).is_file():
+        msg = f'--init {cfg.init}: no such checkpoint'
+        raise TrainError(msg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data = load_data(cfg)
+    device = _select_device(cfg.device)
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True  # fixed crop size: autotuned kernels pay off
+    seed_everything(cfg.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, data, device)
+    if state is not None:
+        trainer.load_state_dict(state)
+    trainer.history.start(resume_at=trainer.iteration if state is not None else None)
+    (out / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2) + '\n')
+    params = count_params(trainer.model) / 1e6
+    _log(f'{cfg.dataset}: {len(data.train)} train / {len(data.val)} val images, {data.classes.num_classes} classes; '
+         f'{cfg.model} {params:.2f} M params on {device.type}'
+         f'{" (AMP fp16)" if trainer.amp else ""}, {torch.get_num_threads()} threads; '
+         f'iterations {trainer.iteration}..{cfg.iters}, batch {cfg.batch_size}, crop {cfg.crop_text}; out {out}')
+    return trainer.fit()
