@@ -211,39 +211,12 @@ def _add_bags(sub: argparse._SubParsersAction) -> None:
 # ------------------------------------------------------------------------------------------------ demo
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser('demo', help='smoke run: build Slim, export it, segment one frame, print shapes/timing')
-    p.add_argument('--size', type=_size, default=(360, 480))
-    p.add_argument('--out', type=Path, default=Path('out/demo'))
-    p.set_defaults(handler=_demo)
+    from rtformer_ros import demo  # light: rclpy, OpenCV and ORT are imported when the command runs
 
-
-def _demo(args: argparse.Namespace) -> int:
-    import time
-
-    import numpy as np
-    import torch
-
-    from rtformer_ros.classes import get_classes
-    from rtformer_ros.engine import SegmentationEngine
-    from rtformer_ros.export import export_model
-    from rtformer_ros.model import build_rtformer
-
-    torch.manual_seed(0)
-    model = build_rtformer('slim_camvid').eval()
-    x = torch.rand(1, 3, *args.size)
-    with torch.no_grad():
-        start = time.perf_counter()
-        logits = model(x)
-        eager_ms = (time.perf_counter() - start) * 1e3
-    print(f'PyTorch eager: input {tuple(x.shape)} -> logits {tuple(logits.shape)} in {eager_ms:.0f} ms')
-    onnx_path = export_model(model, get_classes('camvid'), args.out / 'slim_random_init.onnx', args.size)
-    with SegmentationEngine(onnx_path) as engine:
-        frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-        seg = engine.infer(frame)
-        print(f'ONNX Runtime ({engine.provider}): frame {frame.shape} -> labels {seg.labels.shape} '
-              f'{seg.labels.dtype} in {seg.latency_ms:.0f} ms')
-    print(f'exported graph: {onnx_path} (random weights: a smoke run until a trained model ships)')
-    return 0
+    p = sub.add_parser('demo', help='a street video through the real node: overlay video, GIF, contact sheet, '
+                                    'summary in out/demo/')
+    demo.add_arguments(p)
+    p.set_defaults(handler=demo.run)
 
 
 # ------------------------------------------------------------------------------------------------ main

@@ -46,3 +46,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     path = tmp_path_factory.mktemp('models') / 'tiny_camvid_64x80.onnx'
     return make_tiny_model(path, size=(64, 80), confidence=True)
+
+
+@pytest.fixture(scope='module')
+def probe(node):  # noqa: ANN001 - `node` is the node process fixture of the requesting test module
+    """An rclpy client in this process, started after the module's node process (``node`` fixture)."""
+    from rtformer_ros.ros.probe import Probe
+
+    with Probe() as client:
+        yield client

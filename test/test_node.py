@@ -41,12 +41,6 @@ def node(tiny_model: Path) -> Iterator[NodeProcess]:
 
 
 @pytest.fixture(scope='module')
-def probe(node: NodeProcess) -> Iterator[Probe]:
-    with Probe() as probe:
-        yield probe
-
-
-@pytest.fixture(scope='module')
 def image_pub(probe: Probe, node: NodeProcess) -> object:
     publisher = probe.publisher(Image, 'image', QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
     probe.wait_for_subscribers(publisher)

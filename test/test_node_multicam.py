@@ -33,12 +33,6 @@ def node(tiny_model: Path) -> Iterator[NodeProcess]:
 
 
 @pytest.fixture(scope='module')
-def probe(node: NodeProcess) -> Iterator[Probe]:
-    with Probe() as probe:
-        yield probe
-
-
-@pytest.fixture(scope='module')
 def cams(probe: Probe) -> dict[str, tuple[object, Inbox[Image]]]:
     """Per camera: the compressed image publisher and the labels inbox."""
     out = {}
