@@ -14,7 +14,7 @@ import torch
 from rtformer_ros.classes import ClassSet, get_classes
 from rtformer_ros.model.rtformer import RTFormer, build_rtformer, variant_of
 
-__all__ = ['FORMAT', 'Checkpoint', 'CheckpointError', 'load_checkpoint', 'save_checkpoint']
+__all__ = ['FORMAT', 'Checkpoint', 'CheckpointError', 'load_checkpoint', 'read_payload', 'save_checkpoint']
 
 FORMAT = 'rtformer_ros.checkpoint/1'
 
@@ -63,6 +63,24 @@ def save_checkpoint(path: str | Path, model: RTFormer, classes: ClassSet, *, hal
     return path
 
 
+def read_payload(path: Path, fmt: str, what: str, expected: str) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a dict tagged ``'format': fmt`` (checkpoints, training state).
+
+    Raises:
+        CheckpointError: unreadable or truncated (``not a readable <what>``), or another kind of file
+            (``not <expected>``).
+    """
+    try:
+        payload = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # torch raises many types for truncated/foreign files
+        msg = f'{path}: not a readable {what} ({type(err).__name__}: {str(err).splitlines()[0][:160]})'
+        raise CheckpointError(msg) from None
+    if not isinstance(payload, dict) or payload.get('format') != fmt:
+        msg = f'{path}: not {expected}'
+        raise CheckpointError(msg)
+    return payload
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Rebuild the model a checkpoint describes and load its weights.
 
@@ -74,14 +92,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not path.is_file():
         msg = f'{path}: no such checkpoint'
         raise FileNotFoundError(msg)
-    try:
-        payload = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # torch raises many types for truncated/foreign files
-        msg = f'{path}: not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:160]})'
-        raise CheckpointError(msg) from None
-    if not isinstance(payload, dict) or payload.get('format') != FORMAT:
-        msg = f'{path}: not an rtformer_ros checkpoint (convert PaddleSeg weights with `rtformer convert`)'
-        raise CheckpointError(msg)
+    payload = read_payload(path, FORMAT, 'checkpoint',
+                           'an rtformer_ros checkpoint (convert PaddleSeg weights with `rtformer convert`)')
     config = dict(payload['config'])
     try:
         model = build_rtformer(payload['variant'] if payload['variant'] != 'custom' else 'slim', **config)

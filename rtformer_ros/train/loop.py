@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from rtformer_ros.classes import ClassSet, get_classes
 from rtformer_ros.metrics import ConfusionMatrix
-from rtformer_ros.model import build_rtformer, load_checkpoint, save_checkpoint
+from rtformer_ros.model import CheckpointError, build_rtformer, load_checkpoint, save_checkpoint
+from rtformer_ros.model.checkpoint import read_payload
 from rtformer_ros.model.rtformer import RTFormer, count_params
 from rtformer_ros.train.config import TrainConfig, TrainConfigError
 from rtformer_ros.train.datasets import (
@@ -156,14 +157,9 @@ def _read_state(path: Path) -> dict[str, Any]:
         msg = f'{path}: no such file (nothing to resume; start without --resume)'
         raise TrainError(msg)
     try:
-        state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # torch raises many types for truncated/foreign files
-        msg = f'{path}: unreadable resume state ({type(err).__name__}: {str(err).splitlines()[0][:160]})'
-        raise TrainError(msg) from None
-    if not isinstance(state, dict) or state.get('format') != STATE_FORMAT:
-        msg = f'{path}: not a resume state of rtformer train'
-        raise TrainError(msg)
-    return state
+        return read_payload(path, STATE_FORMAT, 'resume state', 'a resume state of rtformer train')
+    except CheckpointError as err:
+        raise TrainError(str(err)) from None
 
 
 def saved_config(out: str | Path) -> TrainConfig:
