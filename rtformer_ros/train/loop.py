@@ -350,8 +350,11 @@ class Trainer:
         cfg, cuda = self.cfg, self.device.type == 'cuda'
         stop = min(cfg.iters, cfg.stop_at or cfg.iters)
         batches = IterationBatches(len(self.train_set), cfg.batch_size, cfg.seed, self.iteration, stop)
+        # Workers are spawned, not forked: a fork of a process whose other threads hold locks (OpenCV's pool,
+        # ROS or ORT threads of a host process) can deadlock in the child.
         common = dict(num_workers=cfg.workers, pin_memory=cuda, worker_init_fn=_seed_worker,
-                      generator=torch.Generator().manual_seed(cfg.seed))
+                      generator=torch.Generator().manual_seed(cfg.seed),
+                      multiprocessing_context='spawn' if cfg.workers > 0 else None)
         train_loader = DataLoader(self.train_set, batch_sampler=batches, **common)
         val_loader = DataLoader(self.val_set, batch_size=1, shuffle=False,
                                 persistent_workers=cfg.workers > 0, **common)
