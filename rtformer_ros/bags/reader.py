@@ -18,7 +18,6 @@ import struct
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import NamedTuple
 
 from rosbags.highlevel import AnyReader, AnyReaderError
@@ -26,6 +25,7 @@ from rosbags.interfaces import Connection
 from rosbags.typesys import Stores, get_typestore
 
 from rtformer_ros.bags.errors import BagError
+from rtformer_ros.bags.handle import BagHandle
 
 __all__ = ['COMPRESSED_IMAGE', 'IMAGE', 'BagReader', 'Frame', 'Pairing', 'header_stamp_ns']
 
@@ -70,7 +70,7 @@ def header_stamp_ns(raw: bytes | memoryview) -> int:
     return sec * 1_000_000_000 + nanosec
 
 
-class BagReader:
+class BagReader(BagHandle[AnyReader]):
     """A bag opened for reading; use as a context manager.
 
     Example::
@@ -90,7 +90,6 @@ class BagReader:
             path: rosbag2 folder, or a single ``.db3``/``.mcap`` file.
         """
         self.path = Path(path)
-        self._reader: AnyReader | None = None
         self._types: dict[str, str] = {}
 
     def open(self) -> None:
@@ -111,27 +110,8 @@ class BagReader:
         except (AnyReaderError, OSError, ValueError, KeyError) as err:
             msg = f'{self.path}: cannot read bag ({_first_line(err)})'
             raise BagError(msg) from None
-        self._reader = reader
+        self._handle = reader
         self._types = {topic: info.msgtype or '?' for topic, info in reader.topics.items()}
-
-    def close(self) -> None:
-        """Close the bag (idempotent)."""
-        if self._reader is not None:
-            reader, self._reader = self._reader, None
-            reader.close()
-
-    def __enter__(self) -> BagReader:
-        self.open()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    @property
-    def _open_reader(self) -> AnyReader:
-        assert self._reader is not None, 'BagReader is not open'
-        return self._reader
 
     @property
     def topics(self) -> dict[str, str]:
@@ -140,12 +120,12 @@ class BagReader:
 
     def message_count(self, topic: str) -> int:
         """Messages on ``topic`` (0 for an unknown topic)."""
-        info = self._open_reader.topics.get(topic)
+        info = self._opened.topics.get(topic)
         return info.msgcount if info is not None else 0
 
     def connections(self, topic: str) -> list[Connection]:
         """The bag's connections of ``topic`` (several when recorded in parts)."""
-        return [conn for conn in self._open_reader.connections if conn.topic == topic]
+        return [conn for conn in self._opened.connections if conn.topic == topic]
 
     def require(self, topic: str, msgtypes: Sequence[str]) -> str:
         """Check that ``topic`` exists with one of ``msgtypes``; its type.
@@ -169,11 +149,11 @@ class BagReader:
         Raises:
             BagError: the storage cannot be read.
         """
-        connections = [conn for conn in self._open_reader.connections if conn.topic in topics]
+        connections = [conn for conn in self._opened.connections if conn.topic in topics]
         if not connections:
             return
         try:
-            for conn, timestamp, raw in self._open_reader.messages(connections=connections):
+            for conn, timestamp, raw in self._opened.messages(connections=connections):
                 yield conn.topic, timestamp, raw
         except (AnyReaderError, OSError, ValueError, KeyError) as err:  # sqlite/mcap errors surface as these
             msg = f'{self.path}: cannot read messages ({_first_line(err)})'
@@ -223,7 +203,7 @@ class BagReader:
             BagError: the bytes do not deserialise (truncated or garbage).
         """
         try:
-            return self._open_reader.deserialize(raw, self._types[topic])
+            return self._opened.deserialize(raw, self._types[topic])
         except Exception as err:  # noqa: BLE001 - rosbags raises struct/index/value errors on bad bytes
             msg = f'{topic}: corrupt message ({_first_line(err)})'
             raise BagError(msg) from None

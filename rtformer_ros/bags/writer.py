@@ -8,7 +8,6 @@ version 8 (Jazzy's; Kilted reads it too).
 from __future__ import annotations
 
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 
 from rtformer_ros.bags.errors import BagError
+from rtformer_ros.bags.handle import BagHandle
 
 __all__ = ['BAG_VERSION', 'STORAGES', 'TYPESTORE', 'BagWriter', 'compressed_message', 'image_message',
            'segmentation_topics']
@@ -71,7 +71,7 @@ def segmentation_topics(image_topic: str) -> dict[str, str]:
     return {kind: f'{namespace}/segmentation/{kind}' for kind in ('labels', 'color', 'overlay')}
 
 
-class BagWriter:
+class BagWriter(BagHandle[Writer]):
     """A new bag; use as a context manager. Topics are added once, then written to by name.
 
     Example::
@@ -96,7 +96,6 @@ class BagWriter:
             raise BagError(msg)
         self.path = Path(path)
         self.storage = storage
-        self._writer: Writer | None = None
         self._connections: dict[str, Connection] = {}
         self.counts: dict[str, int] = {}
 
@@ -115,26 +114,7 @@ class BagWriter:
         except (WriterError, OSError) as err:
             msg = f'{self.path}: cannot create bag ({err})'
             raise BagError(msg) from None
-        self._writer = writer
-
-    def close(self) -> None:
-        """Write the metadata and close (idempotent)."""
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            writer.close()
-
-    def __enter__(self) -> BagWriter:
-        self.open()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    @property
-    def _open_writer(self) -> Writer:
-        assert self._writer is not None, 'BagWriter is not open'
-        return self._writer
+        self._handle = writer
 
     def add_topic(self, topic: str, msgtype: str, like: Connection | None = None) -> None:
         """Register ``topic``; its definition from the typestore, or copied from ``like`` (a reader's connection).
@@ -149,9 +129,9 @@ class BagWriter:
             raise BagError(msg)
         try:
             if like is not None and like.msgdef.data and like.digest.startswith('RIHS01_'):
-                conn = self._open_writer.add_connection(topic, msgtype, msgdef=like.msgdef.data, rihs01=like.digest)
+                conn = self._opened.add_connection(topic, msgtype, msgdef=like.msgdef.data, rihs01=like.digest)
             else:
-                conn = self._open_writer.add_connection(topic, msgtype, typestore=TYPESTORE)
+                conn = self._opened.add_connection(topic, msgtype, typestore=TYPESTORE)
         except (WriterError, KeyError) as err:
             msg = f'{self.path}: cannot add topic {topic} of type {msgtype} ({err})'
             raise BagError(msg) from None
@@ -165,5 +145,5 @@ class BagWriter:
 
     def write_raw(self, topic: str, timestamp_ns: int, raw: bytes | memoryview) -> None:
         """Store already serialised CDR bytes on ``topic`` at ``timestamp_ns`` (bag time)."""
-        self._open_writer.write(self._connections[topic], timestamp_ns, raw)
+        self._opened.write(self._connections[topic], timestamp_ns, raw)
         self.counts[topic] += 1
