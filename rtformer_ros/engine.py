@@ -24,6 +24,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
+from rtformer_ros.errors import first_line
 from rtformer_ros.metadata import MetadataError, ModelMetadata
 
 __all__ = ['EngineError', 'Segmentation', 'SegmentationEngine', 'available_providers']
@@ -456,7 +457,7 @@ class SegmentationEngine:
         try:
             labels, conf = runner.run(frame, confidence)
         except _ORT_ERRORS as err:
-            msg = f'{self._source}: inference failed ({_first_line(err)})'
+            msg = f'{self._source}: inference failed ({first_line(err)})'
             raise EngineError(msg) from None
         labels = _restore(labels, window, image_hw, cv2.INTER_NEAREST_EXACT)
         if conf is not None:
@@ -496,9 +497,6 @@ class SegmentationEngine:
         self.close()
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _create_session(source: str, providers: list[str], device_id: int, cache_dir: Path,
@@ -517,7 +515,7 @@ def _create_session(source: str, providers: list[str], device_id: int, cache_dir
             source, sess_options=options, providers=providers,
             provider_options=[_provider_options(name, device_id, cache_dir) for name in providers])
     except _ORT_ERRORS as err:
-        msg = f'{source}: cannot load the ONNX model ({_first_line(err)})'
+        msg = f'{source}: cannot load the ONNX model ({first_line(err)})'
         raise EngineError(msg) from None
     _log.info('%s: session created in %.1f s', source, time.perf_counter() - start)
     return session

@@ -20,6 +20,7 @@ from torch import nn
 
 from rtformer_ros import __version__
 from rtformer_ros.classes import ClassSet
+from rtformer_ros.errors import first_line
 from rtformer_ros.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMetadata
 from rtformer_ros.model.checkpoint import load_checkpoint
 from rtformer_ros.model.rtformer import MIN_INPUT_SIZE, RTFormer, variant_of
@@ -97,7 +98,7 @@ def export_model(model: RTFormer, classes: ClassSet, out: str | Path, size: tupl
     try:
         graph = _torch_export(wrapper, image, names, opset)
     except Exception as err:
-        msg = f'{out}: export failed ({type(err).__name__}: {str(err).splitlines()[0][:200]})'
+        msg = f'{out}: export failed ({type(err).__name__}: {first_line(err)})'
         raise ExportError(msg) from err
     if fp16:
         graph = _to_fp16(graph)

@@ -26,6 +26,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from rtformer_ros.bags.errors import BagError
 from rtformer_ros.bags.handle import BagHandle
+from rtformer_ros.errors import first_line
 
 __all__ = ['COMPRESSED_IMAGE', 'IMAGE', 'BagReader', 'Frame', 'Pairing', 'header_stamp_ns']
 
@@ -108,7 +109,7 @@ class BagReader(BagHandle[AnyReader]):
             reader = AnyReader([self.path], default_typestore=_DEFAULT_TYPESTORE)
             reader.open()
         except (AnyReaderError, OSError, ValueError, KeyError) as err:
-            msg = f'{self.path}: cannot read bag ({_first_line(err)})'
+            msg = f'{self.path}: cannot read bag ({first_line(err)})'
             raise BagError(msg) from None
         self._handle = reader
         self._types = {topic: info.msgtype or '?' for topic, info in reader.topics.items()}
@@ -156,7 +157,7 @@ class BagReader(BagHandle[AnyReader]):
             for conn, timestamp, raw in self._opened.messages(connections=connections):
                 yield conn.topic, timestamp, raw
         except (AnyReaderError, OSError, ValueError, KeyError) as err:  # sqlite/mcap errors surface as these
-            msg = f'{self.path}: cannot read messages ({_first_line(err)})'
+            msg = f'{self.path}: cannot read messages ({first_line(err)})'
             raise BagError(msg) from None
 
     def pair(self, topics: Sequence[str]) -> Pairing:
@@ -205,10 +206,5 @@ class BagReader(BagHandle[AnyReader]):
         try:
             return self._opened.deserialize(raw, self._types[topic])
         except Exception as err:  # noqa: BLE001 - rosbags raises struct/index/value errors on bad bytes
-            msg = f'{topic}: corrupt message ({_first_line(err)})'
+            msg = f'{topic}: corrupt message ({first_line(err)})'
             raise BagError(msg) from None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import torch
 
 from rtformer_ros.classes import ClassSet, get_classes
+from rtformer_ros.errors import first_line
 from rtformer_ros.model.rtformer import RTFormer, build_rtformer, variant_of
 
 __all__ = ['FORMAT', 'Checkpoint', 'CheckpointError', 'load_checkpoint', 'read_payload', 'save_checkpoint']
@@ -73,7 +74,7 @@ def read_payload(path: Path, fmt: str, what: str, expected: str) -> dict[str, An
     try:
         payload = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # torch raises many types for truncated/foreign files
-        msg = f'{path}: not a readable {what} ({type(err).__name__}: {str(err).splitlines()[0][:160]})'
+        msg = f'{path}: not a readable {what} ({type(err).__name__}: {first_line(err, 160)})'
         raise CheckpointError(msg) from None
     if not isinstance(payload, dict) or payload.get('format') != fmt:
         msg = f'{path}: not {expected}'
