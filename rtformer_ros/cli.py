@@ -145,6 +145,7 @@ def _onnx_info(path: Path) -> dict:
             'num_classes': meta.num_classes,
             'classes': list(meta.class_names),
             'input_size': f'{meta.input_size[0]}x{meta.input_size[1]}',
+            'net_size': f'{meta.net_size[0]}x{meta.net_size[1]}',
             'layout': meta.layout,
             'precision': meta.precision,
             'confidence': meta.confidence,
@@ -159,6 +160,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument('checkpoint', type=Path)
     p.add_argument('-o', '--output', type=Path, required=True)
     p.add_argument('--size', type=_size, required=True, help='HxW of the graph input (static), e.g. 360x480')
+    p.add_argument('--net-size', type=_size, default=None,
+                   help='HxW the network runs at inside the graph (default: --size): the frame is resized to it '
+                        'and the logits back, e.g. 480x640 for the shipped CamVid model')
     p.add_argument('--fp16', action='store_true', help='fp16 weights and compute (normalisations in fp32)')
     p.add_argument('--confidence', action='store_true', help='also output the max softmax probability')
     p.add_argument('--opset', type=int, default=None, help='ONNX opset (default 18)')
@@ -169,8 +173,9 @@ def _export(args: argparse.Namespace) -> int:
     from rtformer_ros.export import DEFAULT_OPSET, export_checkpoint
 
     out = export_checkpoint(args.checkpoint, args.output, args.size, confidence=args.confidence, fp16=args.fp16,
-                            opset=args.opset or DEFAULT_OPSET)
-    print(f'{out}: {args.size[0]}x{args.size[1]}, {"fp16" if args.fp16 else "fp32"}, '
+                            net_size=args.net_size, opset=args.opset or DEFAULT_OPSET)
+    net = f' (network at {args.net_size[0]}x{args.net_size[1]})' if args.net_size else ''
+    print(f'{out}: {args.size[0]}x{args.size[1]}{net}, {"fp16" if args.fp16 else "fp32"}, '
           f'{out.stat().st_size / 1e6:.1f} MB')
     return 0
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import onnx
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from rtformer_ros import __version__
 from rtformer_ros.classes import ClassSet
@@ -38,12 +39,17 @@ class ExportError(RuntimeError):
 
 
 class FrameToLabels(nn.Module):
-    """uint8 (1,H,W,3) RGB -> labels uint8 (1,H,W) [, confidence (1,H,W)]: the deployed graph's whole job."""
+    """uint8 (1,H,W,3) RGB -> labels uint8 (1,H,W) [, confidence (1,H,W)]: the deployed graph's whole job.
 
-    def __init__(self, model: RTFormer, confidence: bool = False) -> None:
+    With ``net_size`` the network runs at that (H, W): the normalised frame is resized to it bilinearly and the
+    logits come back at the frame's size, so the graph's I/O stays the camera's size.
+    """
+
+    def __init__(self, model: RTFormer, confidence: bool = False, net_size: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.model = model
         self.confidence = confidence
+        self.net_size = tuple(net_size) if net_size else None
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         # (x / 255 - mean) / std as one multiply-add; folded into constants in the graph.
@@ -52,7 +58,10 @@ class FrameToLabels(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = image.permute(0, 3, 1, 2).float() * self.scale + self.shift
-        logits = self.model(x)
+        size = tuple(x.shape[2:])
+        if self.net_size and self.net_size != size:
+            x = F.interpolate(x, size=self.net_size, mode='bilinear', align_corners=False)
+        logits = self.model(x, out_size=size)
         labels = logits.argmax(dim=1).to(torch.uint8)
         if not self.confidence:
             return (labels,)
@@ -74,7 +83,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def export_model(model: RTFormer, classes: ClassSet, out: str | Path, size: tuple[int, int], *,
                  dataset: str | None = None, confidence: bool = False, fp16: bool = False,
-                 opset: int = DEFAULT_OPSET) -> Path:
+                 net_size: tuple[int, int] | None = None, opset: int = DEFAULT_OPSET) -> Path:
     """Export ``model`` at a fixed ``size`` (H, W) with in-graph pre/post-processing and metadata.
 
     Args:
@@ -85,6 +94,8 @@ def export_model(model: RTFormer, classes: ClassSet, out: str | Path, size: tupl
         dataset: dataset name for the metadata (default ``classes.name``).
         confidence: also output the max softmax probability per pixel.
         fp16: weights and compute in fp16 (normalisations kept in fp32), I/O unchanged.
+        net_size: (H, W) the network runs at inside the graph (default ``size``). A model trained with random
+            rescaling on small crops can score better on frames enlarged a little (see models/README.md).
         opset: ONNX opset.
 
     Raises:
@@ -92,7 +103,8 @@ def export_model(model: RTFormer, classes: ClassSet, out: str | Path, size: tupl
     """
     out = Path(out)
     model = model.eval()
-    wrapper = FrameToLabels(model, confidence=confidence).eval()
+    net_size = tuple(net_size or size)
+    wrapper = FrameToLabels(model, confidence=confidence, net_size=net_size).eval()
     image = torch.zeros(1, size[0], size[1], 3, dtype=torch.uint8)
     names = ['labels', 'confidence'] if confidence else ['labels']
     try:
@@ -106,7 +118,7 @@ def export_model(model: RTFormer, classes: ClassSet, out: str | Path, size: tupl
     graph = onnx.shape_inference.infer_shapes(graph)
     meta = ModelMetadata(
         variant=variant_of(model.cfg), dataset=dataset or classes.name, class_names=classes.names,
-        palette=classes.palette, input_size=size, precision='fp16' if fp16 else 'fp32', confidence=confidence,
+        palette=classes.palette, input_size=size, net_size=net_size, precision='fp16' if fp16 else 'fp32', confidence=confidence,
         package_version=__version__,
     )
     _make_deterministic(graph)

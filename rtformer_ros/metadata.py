@@ -37,6 +37,7 @@ class ModelMetadata:
     class_names: tuple[str, ...]
     palette: tuple[tuple[int, int, int], ...]
     input_size: tuple[int, int]  # (H, W) the graph was exported at
+    net_size: tuple[int, int] | None = None  # (H, W) the network runs at inside the graph; None: input_size
     layout: str = LAYOUT
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -44,6 +45,10 @@ class ModelMetadata:
     precision: str = 'fp32'
     confidence: bool = False
     package_version: str = ''
+
+    def __post_init__(self) -> None:
+        if self.net_size is None:
+            object.__setattr__(self, 'net_size', tuple(self.input_size))
 
     @property
     def num_classes(self) -> int:
@@ -58,6 +63,7 @@ class ModelMetadata:
             'class_names': json.dumps(list(self.class_names)),
             'palette': json.dumps([list(c) for c in self.palette]),
             'input_size': f'{self.input_size[0]}x{self.input_size[1]}',
+            'net_size': f'{self.net_size[0]}x{self.net_size[1]}',
             'layout': self.layout,
             'mean': json.dumps(list(self.mean)),
             'std': json.dumps(list(self.std)),
@@ -77,13 +83,14 @@ class ModelMetadata:
         """
         try:
             get = {k[len(_PREFIX):]: v for k, v in props.items() if k.startswith(_PREFIX)}
-            height, width = (int(v) for v in get['input_size'].split('x'))
+            height, width = _hw(get['input_size'])
             meta = cls(
                 variant=get['variant'],
                 dataset=get['dataset'],
                 class_names=tuple(json.loads(get['class_names'])),
                 palette=tuple(tuple(int(v) for v in c) for c in json.loads(get['palette'])),
                 input_size=(height, width),
+                net_size=_hw(get['net_size']) if 'net_size' in get else None,  # older files: no resize
                 layout=get['layout'],
                 mean=tuple(float(v) for v in json.loads(get['mean'])),
                 std=tuple(float(v) for v in json.loads(get['std'])),
@@ -102,3 +109,8 @@ class ModelMetadata:
             msg = f'{source}: metadata num_classes, class_names and palette disagree'
             raise MetadataError(msg)
         return meta
+
+
+def _hw(text: str) -> tuple[int, int]:
+    height, width = (int(v) for v in text.split('x'))
+    return height, width

@@ -29,7 +29,8 @@ def checkpoint(paddle_fixtures, tmp_path_factory) -> Path:
 def exported(checkpoint, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp('onnx')
     paths = {}
-    for name, extra in (('fp32', []), ('fp16', ['--fp16']), ('conf', ['--confidence'])):
+    for name, extra in (('fp32', []), ('fp16', ['--fp16']), ('conf', ['--confidence']),
+                        ('net', ['--net-size', '480x640'])):
         paths[name] = out / f'{name}.onnx'
         assert main(['export', str(checkpoint), '-o', str(paths[name]), '--size', '360x480', *extra]) == 0
     return paths
@@ -71,10 +72,12 @@ def test_metadata_round_trips_through_the_engine(exported):
         meta = engine.metadata
     assert meta.variant == 'slim' and meta.dataset == 'cityscapes' and meta.num_classes == 19
     assert meta.class_names[0] == 'road' and meta.palette[0] == (128, 64, 128)
-    assert meta.input_size == (360, 480) and meta.confidence and meta.precision == 'fp32'
+    assert meta.input_size == meta.net_size == (360, 480) and meta.confidence and meta.precision == 'fp32'
     assert meta.mean == IMAGENET_MEAN and meta.std == IMAGENET_STD
     props = {p.key: p.value for p in onnx.load(exported['fp16']).metadata_props}
     assert ModelMetadata.from_props(props).precision == 'fp16'
+    del props['rtformer.net_size']  # files from before --net-size: the network ran at the input size
+    assert ModelMetadata.from_props(props).net_size == (360, 480)
 
 
 def test_export_is_deterministic(checkpoint, exported, tmp_path):
@@ -98,6 +101,32 @@ def test_onnx_labels_match_pytorch_argmax_on_camvid_val(checkpoint, exported, ca
             same += int((engine.infer(frame).labels == reference).sum())
             total += reference.size
     assert same / total >= 0.999
+
+
+def test_net_size_runs_the_network_on_the_enlarged_frame_and_keeps_the_io_size(checkpoint, exported, camvid_dir):
+    from rtformer_ros.model import load_checkpoint
+
+    model = load_checkpoint(checkpoint).model.eval()
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    graph = onnx.load(exported['net'])
+    (image,), (labels,) = graph.graph.input, graph.graph.output
+    assert [d.dim_value for d in image.type.tensor_type.shape.dim] == [1, 360, 480, 3]
+    assert [d.dim_value for d in labels.type.tensor_type.shape.dim] == [1, 360, 480]
+    same = total = changed = 0
+    with SegmentationEngine(exported['net'], providers='cpu', warmup=0) as engine, \
+            SegmentationEngine(exported['fp32'], providers='cpu', warmup=0) as plain, torch.no_grad():
+        assert engine.metadata.net_size == (480, 640) and engine.input_size == (360, 480)
+        for frame in _val_frames(camvid_dir, 3):
+            x = (torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255 - mean) / std
+            x = torch.nn.functional.interpolate(x, size=(480, 640), mode='bilinear', align_corners=False)
+            reference = model(x, out_size=(360, 480)).argmax(dim=1)[0].numpy()
+            got = engine.infer(frame).labels
+            same += int((got == reference).sum())
+            total += reference.size
+            changed += int((got != plain.infer(frame).labels).sum())
+    assert same / total >= 0.999
+    assert changed > 0.001 * total, 'the network did not run at another size'
 
 
 def test_fp16_labels_agree_with_fp32_and_io_is_unchanged(exported, camvid_dir):

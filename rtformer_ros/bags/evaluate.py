@@ -223,6 +223,7 @@ class _Evaluator:
             meta = engine.metadata
             self.result.model = {'path': str(opts.model), 'variant': meta.variant, 'dataset': meta.dataset,
                                  'num_classes': meta.num_classes, 'input_size': list(meta.input_size),
+                                 'net_size': list(meta.net_size),
                                  'provider': engine.provider, 'resize': opts.resize,
                                  'used_for': 'class names' if opts.pred_topic else 'predictions'}
         self.output: _OutputBag | None = None

@@ -404,13 +404,17 @@ class RTFormer(nn.Module):
         x6 = resize_to(self.spp(x5), x5_)
         return torch.cat([x5_, x6], dim=1), x3_
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor, out_size: tuple[int, int] | None = None,
+                ) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Logits at ``out_size`` (default: the input's H, W); in training also the aux head's."""
         self._check_input(x)
         feats, x3_ = self.forward_features(x)
         logits = [self.seghead(feats)]
         if self.training and self.seghead_extra is not None:
             logits.append(self.seghead_extra(x3_))
-        logits = [resize_to(logit, x) for logit in logits]
+        size = tuple(out_size or x.shape[2:])
+        # One bilinear step from 1/8 to the output, also when the network ran at another size than the frame.
+        logits = [F.interpolate(logit, size=size, mode='bilinear', align_corners=False) for logit in logits]
         return tuple(logits) if self.training else logits[0]
 
     def _check_input(self, x: torch.Tensor) -> None:
