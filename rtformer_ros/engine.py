@@ -409,9 +409,9 @@ class SegmentationEngine:
                                         'cuda' if on_gpu else 'cpu', device_id)
         else:
             self._runner = _SessionRunner(self._session, self.has_confidence)
-        _log.info('%s: %s %s on %s (input %dx%d, %d classes, %s)', source, self.metadata.variant,
-                  self.metadata.dataset, self.provider, *self.input_size, self.metadata.num_classes,
-                  'io binding' if io_binding else 'plain run')
+        _log.info('%s: %s %s on %s (input %dx%d, network %dx%d, %d classes, %s)', source, self.metadata.variant,
+                  self.metadata.dataset, self.provider, *self.input_size, *self.metadata.net_size,
+                  self.metadata.num_classes, 'io binding' if io_binding else 'plain run')
         self._warm_up(warmup)
 
     def _warm_up(self, runs: int) -> None:

@@ -213,6 +213,7 @@ class SegmentationNode(Node):
         self._worker.start()  # last: from here on destroy_node has everything to take down
         self.get_logger().info(
             f'{model} on {self._engine.provider} ({self._engine.input_size[0]}x{self._engine.input_size[1]}, '
+            f'network {self._engine.metadata.net_size[0]}x{self._engine.metadata.net_size[1]}, '
             f'{self._engine.metadata.num_classes} classes); listening on '
             f'{", ".join(self.resolve_topic_name(cam.input_topic) for cam in self._cameras.values())}')
 
