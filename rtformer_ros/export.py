@@ -118,8 +118,8 @@ def export_model(model: RTFormer, classes: ClassSet, out: str | Path, size: tupl
     graph = onnx.shape_inference.infer_shapes(graph)
     meta = ModelMetadata(
         variant=variant_of(model.cfg), dataset=dataset or classes.name, class_names=classes.names,
-        palette=classes.palette, input_size=size, net_size=net_size, precision='fp16' if fp16 else 'fp32', confidence=confidence,
-        package_version=__version__,
+        palette=classes.palette, input_size=size, net_size=net_size, precision='fp16' if fp16 else 'fp32',
+        confidence=confidence, package_version=__version__,
     )
     _make_deterministic(graph)
     onnx.helper.set_model_props(graph, meta.to_props())
