@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -39,6 +40,17 @@ def test_shipped_checkpoint_loads_as_slim_camvid():
 
     ckpt = load_checkpoint(CHECKPOINT)
     assert ckpt.classes.name == 'camvid' and ckpt.model.cfg.num_classes == 11
+
+
+def test_shipped_onnx_is_the_shipped_checkpoint_exported_as_the_card_says(tmp_path):
+    from rtformer_ros.cli import main
+
+    card = (MODELS / 'README.md').read_text()
+    found = re.search(r'`rtformer export rtformer_slim_camvid\.pt -o rtformer_slim_camvid_360x480\.onnx ([^`]*)`', card)
+    assert found, 'models/README.md does not say how the ONNX file was exported'
+    again = tmp_path / ONNX.name
+    assert main(['export', str(CHECKPOINT), '-o', str(again), *found.group(1).split()]) == 0
+    assert hashlib.sha256(again.read_bytes()).digest() == hashlib.sha256(ONNX.read_bytes()).digest()
 
 
 def test_shipped_onnx_scores_the_model_card_val_miou(camvid_dir):
