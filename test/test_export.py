@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import cv2
@@ -127,6 +128,13 @@ def test_net_size_runs_the_network_on_the_enlarged_frame_and_keeps_the_io_size(c
             changed += int((got != plain.infer(frame).labels).sum())
     assert same / total >= 0.999
     assert changed > 0.001 * total, 'the network did not run at another size'
+
+
+def test_info_describes_an_exported_model(exported, capsys):
+    assert main(['info', str(exported['net']), '--json']) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info['variant'], info['dataset'], info['num_classes']) == ('slim', 'cityscapes', 19)
+    assert (info['input_size'], info['net_size'], info['precision']) == ('360x480', '480x640', 'fp32')
 
 
 def test_fp16_labels_agree_with_fp32_and_io_is_unchanged(exported, camvid_dir):
