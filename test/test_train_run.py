@@ -136,3 +136,33 @@ def test_init_copies_matching_tensors_and_leaves_the_class_layers_fresh(tmp_path
                      'seghead_extra.conv2.weight']
     assert loaded == len(model.state_dict()) - 4
     assert torch.equal(model.layer5.attn_l.k, source.layer5.attn_l.k)
+
+
+def test_val_scale_scores_the_network_on_scaled_frames_at_label_size(overfit_run: Path, camvid4: Path,
+                                                                     tmp_path: Path) -> None:
+    from rtformer_ros.classes import IGNORE_INDEX
+    from rtformer_ros.metadata import IMAGENET_MEAN, IMAGENET_STD
+    from rtformer_ros.metrics import ConfusionMatrix
+
+    out = tmp_path / 'scaled'
+    train(camvid4, out, '--init', str(overfit_run / 'best.pt'), '--crop', '128x160', '--batch-size', '2',
+          '--iters', '1', '--lr', '1e-9', '--workers', '0', '--val-scale', '1.5')
+    ckpt = load_checkpoint(out / 'best.pt')
+    assert ckpt.extra['recipe']['val_scale'] == 1.5
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    scores = {}
+    for scale in (1.0, 1.5):
+        matrix = ConfusionMatrix(11, IGNORE_INDEX)
+        for path in sorted((camvid4 / 'val').glob('*.png')):
+            rgb = torch.from_numpy(np.array(Image.open(path).convert('RGB'))).permute(2, 0, 1)[None]
+            x = (rgb.float() / 255 - mean) / std
+            label = np.asarray(Image.open(camvid4 / 'valannot' / path.name)).copy()
+            label[label == 11] = IGNORE_INDEX
+            with torch.no_grad():
+                scaled = torch.nn.functional.interpolate(x, scale_factor=scale, mode='bilinear', align_corners=False)
+                pred = ckpt.model(scaled, out_size=label.shape).argmax(1)[0].to(torch.uint8).numpy()
+            matrix.update(label, pred)
+        scores[scale] = matrix.miou
+    assert ckpt.extra['val_miou'] == pytest.approx(scores[1.5], abs=1e-6)
+    assert scores[1.5] != scores[1.0]

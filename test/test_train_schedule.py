@@ -43,6 +43,8 @@ def test_config_rejects_values_that_cannot_train() -> None:
         TrainConfig(batch_size=1).resolved()
     with pytest.raises(TrainConfigError, match='--crop 32x480'):
         TrainConfig(crop=(32, 480)).resolved()
+    with pytest.raises(TrainConfigError, match='--val-scale 0'):
+        TrainConfig(val_scale=0).resolved()
 
 
 def test_head_group_trains_at_ten_times_the_rate_and_decays_ten_times_faster() -> None:

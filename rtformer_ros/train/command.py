@@ -90,6 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument('--no-jitter', dest='jitter', action='store_const', const=False,
                         help='no brightness/contrast/saturation/hue distortion')
     recipe.add_argument('--seed', type=int, help=_default('seed'))
+    recipe.add_argument('--val-scale', type=float, metavar='S',
+                        help='validate with the network on frames scaled by S, logits back at the label size (as '
+                             'rtformer export --net-size deploys it); best.pt is chosen on it ' + _default('val_scale'))
 
     runtime = parser.add_argument_group('runtime (may change on --resume)')
     runtime.add_argument('--out', metavar='DIR', help='run directory (default: work/train/<dataset>_<model>)')

@@ -82,6 +82,7 @@ class TrainConfig:
     flip: bool = True
     jitter: bool = True
     seed: int = 0
+    val_scale: float = 1.0  # validate with the network on frames scaled by this (what export --net-size deploys)
     # runtime
     out: str | None = None  # None: work/train/<dataset>_<model>
     threads: int | None = None  # torch.set_num_threads; None: torch's default
@@ -124,6 +125,7 @@ class TrainConfig:
             (self.lr > 0 and self.end_lr >= 0 and self.warmup_start_lr >= 0, '--lr/--end-lr: must be positive'),
             (self.weight_decay >= 0, f'--weight-decay {self.weight_decay}: must be >= 0'),
             (0 < lo <= hi and step > 0, f'--scale-range {lo} {hi} {step}: need 0 < min <= max and step > 0'),
+            (self.val_scale > 0, f'--val-scale {self.val_scale}: must be positive'),
             (0 <= self.bn_momentum <= 1, f'--bn-momentum {self.bn_momentum}: must lie in 0..1'),
             (self.workers >= 0, f'--workers {self.workers}: must be >= 0'),
             (self.val_every >= 1 and self.log_every >= 1, '--val-every/--log-every: must be positive'),

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -311,13 +312,18 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> ConfusionMatrix:
-        """Confusion matrix of the model (eval mode, full images) on ``loader``."""
+        """Confusion matrix of the model (eval mode, full images, network at ``val_scale``) on ``loader``."""
         conf = ConfusionMatrix(self.data.classes.num_classes)
         self.model.eval()
         try:
             for images, labels in tqdm(loader, desc='val', unit='img', leave=False, dynamic_ncols=True):
+                images = images.to(self.device, non_blocking=True)
+                size = tuple(images.shape[2:])
+                if self.cfg.val_scale != 1.0:
+                    scaled = [max(64, round(v * self.cfg.val_scale)) for v in size]  # >= the 1/32 map's minimum
+                    images = F.interpolate(images, size=scaled, mode='bilinear', align_corners=False)
                 with self._autocast():
-                    logits = self.model(images.to(self.device, non_blocking=True))
+                    logits = self.model(images, out_size=size)
                 pred = logits.argmax(1).to(torch.uint8).cpu().numpy()
                 conf.update(labels.numpy(), pred)
         finally:
