@@ -17,14 +17,13 @@ from pathlib import Path
 import onnx
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from rtformer_ros import __version__
 from rtformer_ros.classes import ClassSet
 from rtformer_ros.errors import first_line
 from rtformer_ros.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMetadata
 from rtformer_ros.model.checkpoint import load_checkpoint
-from rtformer_ros.model.rtformer import MIN_INPUT_SIZE, RTFormer, variant_of
+from rtformer_ros.model.rtformer import MIN_INPUT_SIZE, RTFormer, resize, variant_of
 
 __all__ = ['DEFAULT_OPSET', 'ExportError', 'FrameToLabels', 'export_checkpoint', 'export_model', 'parse_size']
 
@@ -60,7 +59,7 @@ class FrameToLabels(nn.Module):
         x = image.permute(0, 3, 1, 2).float() * self.scale + self.shift
         size = tuple(x.shape[2:])
         if self.net_size and self.net_size != size:
-            x = F.interpolate(x, size=self.net_size, mode='bilinear', align_corners=False)
+            x = resize(x, self.net_size)
         logits = self.model(x, out_size=size)
         labels = logits.argmax(dim=1).to(torch.uint8)
         if not self.confidence:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-__all__ = ['PRESETS', 'VARIANTS', 'RTFormer', 'RTFormerCfg', 'adaptive_max_pool2d', 'build_rtformer']
+__all__ = ['PRESETS', 'VARIANTS', 'RTFormer', 'RTFormerCfg', 'adaptive_max_pool2d', 'build_rtformer', 'resize']
 
 MIN_INPUT_SIZE = 64
 
@@ -116,9 +116,15 @@ def conv(in_chs: int, out_chs: int, kernel: int, stride: int = 1, bias: bool = F
     return nn.Conv2d(in_chs, out_chs, kernel, stride=stride, padding=kernel // 2, bias=bias)
 
 
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear, half-pixel (PaddleSeg's default ``align_mode=0``) to ``size`` (H, W): every resize of the model,
+    its export and its validation."""
+    return F.interpolate(x, size=tuple(size), mode='bilinear', align_corners=False)
+
+
 def resize_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Bilinear, half-pixel (PaddleSeg's default ``align_mode=0``) to the spatial size of ``ref``."""
-    return F.interpolate(x, size=ref.shape[2:], mode='bilinear', align_corners=False)
+    """`resize` to the spatial size of ``ref``."""
+    return resize(x, ref.shape[2:])
 
 
 def _bins(size: int, out: int) -> list[tuple[int, int]]:
@@ -414,7 +420,7 @@ class RTFormer(nn.Module):
             logits.append(self.seghead_extra(x3_))
         size = tuple(out_size or x.shape[2:])
         # One bilinear step from 1/8 to the output, also when the network ran at another size than the frame.
-        logits = [F.interpolate(logit, size=size, mode='bilinear', align_corners=False) for logit in logits]
+        logits = [resize(logit, size) for logit in logits]
         return tuple(logits) if self.training else logits[0]
 
     def _check_input(self, x: torch.Tensor) -> None:

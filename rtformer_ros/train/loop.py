@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -29,7 +28,7 @@ from rtformer_ros.classes import ClassSet, get_classes
 from rtformer_ros.metrics import ConfusionMatrix
 from rtformer_ros.model import CheckpointError, build_rtformer, load_checkpoint, save_checkpoint
 from rtformer_ros.model.checkpoint import read_payload
-from rtformer_ros.model.rtformer import RTFormer, count_params
+from rtformer_ros.model.rtformer import MIN_INPUT_SIZE, RTFormer, count_params, resize
 from rtformer_ros.train.config import TrainConfig, TrainConfigError
 from rtformer_ros.train.datasets import (
     LAYOUTS,
@@ -320,8 +319,8 @@ class Trainer:
                 images = images.to(self.device, non_blocking=True)
                 size = tuple(images.shape[2:])
                 if self.cfg.val_scale != 1.0:
-                    scaled = [max(64, round(v * self.cfg.val_scale)) for v in size]  # >= the 1/32 map's minimum
-                    images = F.interpolate(images, size=scaled, mode='bilinear', align_corners=False)
+                    scaled = [max(MIN_INPUT_SIZE, round(v * self.cfg.val_scale)) for v in size]
+                    images = resize(images, scaled)
                 with self._autocast():
                     logits = self.model(images, out_size=size)
                 pred = logits.argmax(1).to(torch.uint8).cpu().numpy()
