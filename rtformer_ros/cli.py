@@ -203,6 +203,7 @@ def _add_bags(sub: argparse._SubParsersAction) -> None:
 
     helps = {
         'eval': 'score a model (or recorded predictions) on a rosbag2 with ground-truth labels',
+        'eval-merge': 'merge the part files of rtformer eval --bags --shard I/N into one report',
         'bag-from-dataset': 'write a rosbag2 (sqlite3/mcap) of images + labels from a dataset',
         'replay': "play a bag's images into the ROS graph and record the node's outputs",
     }

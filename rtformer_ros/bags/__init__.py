@@ -4,10 +4,13 @@ Subcommands of ``rtformer`` (mounted by ``rtformer_ros.cli``), each as ``add_<na
 ``run_<name>(args) -> int``:
 
 - ``eval``: score a model (or predictions in the bag) against ground-truth labels; report.json/md + PNGs.
+  ``--bags`` scores many bags (``--workers`` processes), ``--shard I/N`` one share of them as a part file.
+- ``eval-merge``: the parts of all shards -> the report of one run over all bags.
 - ``bag-from-dataset``: CamVid / Cityscapes / image+label folders -> rosbag2 (sqlite3 or mcap).
 - ``replay``: play a bag into a running ``rtformer_node`` and record its outputs (needs rclpy).
 
-Modules: ``errors`` (``BagError``), ``reader``, ``writer``, ``dataset``, ``evaluate``, ``report``, ``replay``.
+Modules: ``errors`` (``BagError``), ``reader``, ``writer``, ``dataset``, ``evaluate``, ``fleet``, ``report``,
+``replay``.
 Importing this package is light (argparse only); the modules load when a command runs. Nothing here imports
 torch: a robot with ONNX Runtime can evaluate.
 """
@@ -18,9 +21,13 @@ import argparse
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ['add_bag_from_dataset_arguments', 'add_eval_arguments', 'add_replay_arguments', 'run_bag_from_dataset',
-           'run_eval', 'run_replay']
+if TYPE_CHECKING:
+    from rtformer_ros.bags.evaluate import EvalOptions
+
+__all__ = ['add_bag_from_dataset_arguments', 'add_eval_arguments', 'add_eval_merge_arguments', 'add_replay_arguments',
+           'run_bag_from_dataset', 'run_eval', 'run_eval_merge', 'run_replay']
 
 _STORAGES = ('sqlite3', 'mcap')
 
@@ -38,7 +45,11 @@ def _progress(args: argparse.Namespace) -> bool | None:
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``rtformer eval``."""
-    parser.add_argument('--bag', type=Path, required=True, help='rosbag2 folder (sqlite3 or mcap) or .db3/.mcap file')
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--bag', type=Path, help='rosbag2 folder (sqlite3 or mcap) or .db3/.mcap file')
+    source.add_argument('--bags', nargs='+', metavar='DIR_OR_GLOB',
+                        help='many bags: folders searched for bags, globs (quoted), or bags; one report over all, '
+                             'with a line per bag')
     parser.add_argument('--label-topic', required=True, help='ground truth: mono8 Image of class ids')
     parser.add_argument('--image-topic', help='camera: Image (any encoding) or CompressedImage (jpeg/png); '
                                               'needed to run the model, optional with --pred-topic')
@@ -50,7 +61,12 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--ignore-index', type=int, default=None,
                         help="label id that is not scored (default: the model's, 255)")
     parser.add_argument('--out', type=Path, default=None,
-                        help='report folder (default: rtformer_eval/<bag name>)')
+                        help='report folder (default: rtformer_eval/<bag name>, rtformer_eval/fleet with --bags); '
+                             'with --shard the folder of the part file (default rtformer_eval/parts)')
+    parser.add_argument('--workers', type=int, default=1, help='with --bags: bags scored in N local processes')
+    parser.add_argument('--shard', type=_shard, default=None, metavar='I/N',
+                        help='with --bags: score share I of N (0-based) and write part-I-of-N.json for '
+                             'rtformer eval-merge')
     parser.add_argument('--write-bag', type=Path, default=None,
                         help='new bag: the image topic plus <namespace>/segmentation/labels|color|overlay')
     parser.add_argument('--storage', choices=_STORAGES, default='sqlite3', help='storage of --write-bag')
@@ -61,28 +77,117 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
+def _shard(text: str) -> tuple[int, int]:
+    from rtformer_ros.bags.fleet import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """``rtformer eval``: score, write the report, print a summary. Exit 1 with one line on error."""
     from rtformer_ros.bags.errors import BagError
     from rtformer_ros.bags.evaluate import EvalOptions, evaluate
     from rtformer_ros.bags.report import write_report
 
-    opts = EvalOptions(bag=args.bag, label_topic=args.label_topic, image_topic=args.image_topic, model=args.model,
-                       pred_topic=args.pred_topic, dataset=args.dataset, ignore_index=args.ignore_index,
-                       write_bag=args.write_bag, storage=args.storage, providers=args.providers,
-                       resize=args.resize, samples=args.samples, progress=_progress(args))
+    if args.bags is None and (args.workers != 1 or args.shard is not None):
+        return _fail('eval', ValueError('--workers and --shard go with --bags'))
+    opts = EvalOptions(bag=args.bag or Path(' '.join(args.bags)), label_topic=args.label_topic,
+                       image_topic=args.image_topic, model=args.model, pred_topic=args.pred_topic,
+                       dataset=args.dataset, ignore_index=args.ignore_index, write_bag=args.write_bag,
+                       storage=args.storage, providers=args.providers, resize=args.resize, samples=args.samples,
+                       progress=_progress(args))
+    if args.bags is not None:
+        return _run_fleet(args, opts)
     out = args.out or Path('rtformer_eval') / (args.bag.stem or 'bag')
     try:
         result = evaluate(opts)
         report = write_report(result, out)
     except BagError as err:
         return _fail('eval', err)
+    _summary(str(args.bag), report, out)
+    if args.write_bag is not None:
+        print(f'bag: {args.write_bag}')
+    return 0
 
+
+def _run_fleet(args: argparse.Namespace, opts: EvalOptions) -> int:
+    """``eval --bags``: score bag by bag; the report, or with ``--shard`` the part file."""
+    from rtformer_ros.bags.errors import BagError
+    from rtformer_ros.bags.evaluate import check_options
+    from rtformer_ros.bags.fleet import Shard, find_bags, merge_parts, score_bags, shard_indices, write_shard
+    from rtformer_ros.bags.report import write_report
+
+    if args.write_bag is not None:
+        return _fail('eval', ValueError('--write-bag goes with --bag (one bag), not --bags'))
+    if args.workers < 1:
+        return _fail('eval', ValueError(f'--workers {args.workers}: give 1 or more'))
+    try:
+        check_options(opts)
+        listing = find_bags(args.bags)
+        index, count = args.shard or (0, 1)
+        mine = shard_indices([size for _, size in listing], index, count)
+        parts = list(score_bags(opts, listing, mine, args.workers, opts.progress))
+    except BagError as err:
+        return _fail('eval', err)
+    failed = [part for part in sorted(parts, key=lambda p: p.index) if part.error]
+    for part in failed:
+        print(f'rtformer eval: bag not scored: {part.error}', file=sys.stderr)
+    if args.shard is not None:
+        shard = Shard(args.shard, listing, Shard.setup_of(opts, args.bags), parts)
+        path = write_shard(shard, args.out or Path('rtformer_eval') / 'parts')
+        frames = sum(part.frames for part in parts)
+        print(f'shard {index}/{count}: {len(parts)} of {len(listing)} bags, {frames} frames scored, '
+              f'{len(failed)} bags failed; part: {path}')
+        return 1 if failed and len(failed) == len(parts) else 0
+    out = args.out or Path('rtformer_eval') / 'fleet'
+    try:
+        report = write_report(merge_parts(opts, parts, opts.samples), out)
+    except BagError as err:
+        return _fail('eval', err)
+    _summary(f'{len(listing)} bags ({len(failed)} not scored)', report, out)
+    return 0
+
+
+def add_eval_merge_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``rtformer eval-merge``."""
+    parser.add_argument('parts', nargs='+', type=Path, metavar='PART',
+                        help='part files of rtformer eval --shard, or folders holding them (part-*.json)')
+    parser.add_argument('--out', type=Path, default=Path('rtformer_eval') / 'merged', help='report folder')
+
+
+def run_eval_merge(args: argparse.Namespace) -> int:
+    """``rtformer eval-merge``: check the shards belong together and cover the run; write the usual report."""
+    from rtformer_ros.bags.errors import BagError
+    from rtformer_ros.bags.evaluate import EvalOptions
+    from rtformer_ros.bags.fleet import merge_parts, read_shards
+    from rtformer_ros.bags.report import write_report
+
+    try:
+        shards = read_shards(args.parts)
+        setup = shards[0].setup
+        model = next((part.model['path'] for shard in shards for part in shard.parts if part.model), None)
+        opts = EvalOptions(bag=Path(' '.join(setup['bags'])), label_topic=setup['label_topic'],
+                           image_topic=setup['image_topic'], pred_topic=setup['pred_topic'],
+                           model=None if model is None else Path(model), dataset=setup['dataset'],
+                           ignore_index=setup['ignore_index'], resize=setup['resize'], samples=setup['samples'])
+        parts = [part for shard in shards for part in shard.parts]
+        report = write_report(merge_parts(opts, parts, setup['samples']), args.out)
+    except BagError as err:
+        return _fail('eval-merge', err)
+    failed = sum(1 for part in parts if part.error)
+    _summary(f'{len(shards)} shards, {len(parts)} bags ({failed} not scored)', report, args.out)
+    return 0
+
+
+def _summary(source: str, report: dict, out: Path) -> None:
     def pct(value: float | None) -> str:
         return 'n/a' if value is None else f'{value * 100:.2f} %'
 
     lat = report['latency_ms']
-    print(f'{args.bag}: {report["frames"]} frames scored ({report["unpaired"]} unpaired messages, '
+    print(f'{source}: {report["frames"]} frames scored ({report["unpaired"]} unpaired messages, '
           f'{report["skipped"]} skipped)')
     print(f'mIoU {pct(report["miou"])}, pixel accuracy {pct(report["pixel_accuracy"])}, '
           f'fwIoU {pct(report["fw_iou"])}')
@@ -90,9 +195,6 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f'latency p50 {lat["p50"]:.1f} ms, p95 {lat["p95"]:.1f} ms, p99 {lat["p99"]:.1f} ms; '
               f'{report["throughput_fps"]:.1f} FPS engine, {report["wall_fps"]:.1f} FPS overall')
     print(f'report: {out / "report.md"}')
-    if args.write_bag is not None:
-        print(f'bag: {args.write_bag}')
-    return 0
 
 
 # ------------------------------------------------------------------------------------------------ bag-from-dataset

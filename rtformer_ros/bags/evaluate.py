@@ -29,7 +29,7 @@ from rtformer_ros.metrics import ConfusionMatrix
 from rtformer_ros.ros.codec import CodecError, Decoded, decode_compressed, decode_image, decode_labels
 from rtformer_ros.ros.render import blend, colorize, palette_lut  # numpy/OpenCV only; rtformer_ros.ros has no rclpy
 
-__all__ = ['EvalOptions', 'EvalResult', 'SampleView', 'evaluate']
+__all__ = ['EvalOptions', 'EvalResult', 'SampleView', 'check_options', 'evaluate', 'load_engine']
 
 _log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class EvalOptions:
         resize: engine resize policy, 'stretch' or 'letterbox'.
         samples: frames kept for the overlay grid.
         progress: tqdm bar (None: only on a terminal).
+        threads: ONNX Runtime intra-op threads (0: its default); fleet workers share the cores out.
     """
 
     bag: Path
@@ -70,6 +71,7 @@ class EvalOptions:
     resize: str = 'stretch'
     samples: int = 6
     progress: bool | None = None
+    threads: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,9 +101,15 @@ class EvalResult:
     samples: list[SampleView] = field(default_factory=list)
     model: dict[str, Any] | None = None
     written: dict[str, int] | None = None  # write_bag: topic -> messages
+    bags: list[dict[str, Any]] | None = None  # a fleet run (rtformer_ros.bags.fleet): one summary per bag
 
 
-def _check_options(opts: EvalOptions) -> None:
+def check_options(opts: EvalOptions) -> None:
+    """Options that cannot work, before a bag is read.
+
+    Raises:
+        BagError: the problem, naming the options.
+    """
     if opts.pred_topic is None and opts.model is None:
         msg = 'give --model to run, or --pred-topic to score predictions already in the bag'
         raise BagError(msg)
@@ -117,14 +125,20 @@ def _check_options(opts: EvalOptions) -> None:
         raise BagError(msg)
 
 
-def _load_engine(opts: EvalOptions) -> SegmentationEngine | None:
+def load_engine(opts: EvalOptions, names_only: bool = False) -> SegmentationEngine | None:
+    """The engine of ``opts.model`` (None without one); ``names_only``: just to read its metadata.
+
+    Raises:
+        BagError: the model cannot be loaded.
+    """
     if opts.model is None:
         return None
     try:
         # With pred_topic the model only names the classes: no warm-up, CPU is enough.
-        if opts.pred_topic is not None:
+        if opts.pred_topic is not None or names_only:
             return SegmentationEngine(opts.model, providers='cpu', warmup=0)
-        return SegmentationEngine(opts.model, providers=opts.providers, resize=opts.resize)
+        return SegmentationEngine(opts.model, providers=opts.providers, resize=opts.resize,
+                                  intra_op_threads=opts.threads)
     except (EngineError, ValueError) as err:
         raise BagError(str(err)) from None
 
@@ -260,7 +274,7 @@ class _Evaluator:
             self._skip('undecodable', frame, f'{topic}: {err}')
             return
         if pred is None:
-            assert self.engine is not None and decoded is not None  # _check_options: no pred_topic -> model, image
+            assert self.engine is not None and decoded is not None  # check_options: no pred_topic -> model, image
             try:
                 seg = self.engine.infer(*decoded, confidence=False)
             except EngineError as err:  # ONNX Runtime failed: the next frame would fail too
@@ -340,23 +354,26 @@ def _run(opts: EvalOptions, reader: BagReader, engine: SegmentationEngine | None
     return result
 
 
-def evaluate(opts: EvalOptions) -> EvalResult:
+def evaluate(opts: EvalOptions, engine: SegmentationEngine | None = None) -> EvalResult:
     """Score ``opts.model`` (or ``opts.pred_topic``) on the bag's labelled frames.
 
     A ``write_bag`` is removed again when the run fails: a partial bag would only block the next try.
+    ``engine``: one from ``load_engine(opts)`` to reuse over many bags (left open); default: loaded and closed here.
 
     Raises:
         BagError: bad options, a missing bag or topic, a model that cannot be loaded, labels beyond the
             classes, or no frame that could be scored.
     """
-    _check_options(opts)  # write_bag does not exist past this point: whatever is there later is ours
+    check_options(opts)  # write_bag does not exist past this point: whatever is there later is ours
     with BagReader(opts.bag) as reader:
         if opts.image_topic:
             reader.require(opts.image_topic, (IMAGE, COMPRESSED_IMAGE))
         reader.require(opts.label_topic, (IMAGE,))
         if opts.pred_topic:
             reader.require(opts.pred_topic, (IMAGE,))
-        engine = _load_engine(opts)
+        owned = engine is None
+        if owned:
+            engine = load_engine(opts)
         try:
             return _run(opts, reader, engine)
         except BaseException:
@@ -364,5 +381,5 @@ def evaluate(opts: EvalOptions) -> EvalResult:
                 shutil.rmtree(opts.write_bag, ignore_errors=True)
             raise
         finally:
-            if engine is not None:
+            if owned and engine is not None:
                 engine.close()

@@ -62,6 +62,8 @@ def report_dict(result: EvalResult) -> dict[str, Any]:
                 'pred_topic': opts.pred_topic},
         'write_bag': None if opts.write_bag is None else {'path': str(opts.write_bag), 'storage': opts.storage,
                                                           'messages': result.written},
+        **({} if result.bags is None else {'bags': result.bags,
+                                           'bags_failed': sum(1 for row in result.bags if row['error'])}),
     }
 
 
@@ -75,7 +77,7 @@ def _markdown(report: dict[str, Any]) -> str:
     lines = [
         '# Segmentation evaluation',
         '',
-        f'- bag: `{bag["path"]}`, labels `{bag["label_topic"]}`, '
+        f'- {"bags" if "bags" in report else "bag"}: `{bag["path"]}`, labels `{bag["label_topic"]}`, '
         + (f'predictions `{bag["pred_topic"]}`' if bag['pred_topic'] else f'images `{bag["image_topic"]}`'),
         f'- model: {source}',
         f'- frames scored: {report["frames"]} of {report["paired"]} paired; unpaired messages: '
@@ -102,7 +104,23 @@ def _markdown(report: dict[str, Any]) -> str:
     lines += ['', 'A dash: the class is in neither the labels nor the predictions (left out of the mean).', '',
               '![per-class IoU](iou.png)', '', '![confusion matrix](confusion.png)', '',
               '![samples](samples.png)', '']
+    if 'bags' in report:
+        lines += _bag_table(report['bags'])
     return '\n'.join(lines)
+
+
+def _bag_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Per bag, failed ones first, then by mIoU from the worst: the recordings to look at come first."""
+    lines = [f'## Per bag ({len(rows)})', '', '| bag | frames | mIoU % | pixel acc. % | p50 ms | note |',
+             '|---|---|---|---|---|---|']
+    for row in sorted(rows, key=lambda r: (r['error'] is None, -1.0 if r.get('miou') is None else r['miou'])):
+        if row['error']:
+            lines.append(f'| `{row["path"]}` | – | – | – | – | not scored: {row["error"]} |')
+            continue
+        note = f'{row["unpaired"]} unpaired, {row["skipped"]} skipped' if row['unpaired'] or row['skipped'] else ''
+        lines.append(f'| `{row["path"]}` | {row["frames"]} | {_fmt(row["miou"])} | {_fmt(row["pixel_accuracy"])} | '
+                     f'{_fmt(row["latency_p50_ms"], 1, 1)} | {note} |')
+    return [*lines, '']
 
 
 def _plot_iou(result: EvalResult, path: Path) -> None:
