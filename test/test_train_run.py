@@ -58,7 +58,7 @@ def test_overfit_on_four_frames_halves_the_loss(overfit_run: Path) -> None:
 
 def test_run_writes_log_csv_and_curves_png(overfit_run: Path) -> None:
     rows = read_rows(overfit_run)
-    assert list(rows[0]) == ['iter', 'loss', 'aux_loss', 'lr', 'val_miou', 'time']
+    assert list(rows[0]) == ['iter', 'loss', 'aux_loss', 'lr', 'val_miou', 'holdout_miou', 'time']
     assert [int(r['iter']) for r in rows] == list(range(1, 21))
     assert [r['iter'] for r in rows if r['val_miou']] == ['10', '20']
     assert float(rows[0]['lr']) == pytest.approx(1e-6)  # warm-up: round(5 % of 20) = 1 iteration

@@ -11,7 +11,7 @@ import sys
 from dataclasses import fields, replace
 from typing import Any
 
-from rtformer_ros.train.config import DATASET_DEFAULTS, RUNTIME_FIELDS, TrainConfig, TrainConfigError
+from rtformer_ros.train.config import CLASS_WEIGHTS, DATASET_DEFAULTS, RUNTIME_FIELDS, TrainConfig, TrainConfigError
 
 __all__ = ['add_arguments', 'config_from_args', 'main', 'run']
 
@@ -41,8 +41,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help='on-disk layout: camvid (SegNet split/ + splitannot/), cityscapes (leftImg8bit/ + gtFine/ '
                            '*_labelTrainIds.png) or folder (image and label directories) ' + _default('dataset'))
     data.add_argument('--data-root', metavar='DIR', help='dataset root (camvid, cityscapes)')
-    data.add_argument('--train-split', metavar='NAME', help=f'split directory name {_default("train_split")}')
-    data.add_argument('--val-split', metavar='NAME', help=f'split directory name {_default("val_split")}')
+    data.add_argument('--train-split', metavar='NAME',
+                      help=f'split directory name; several joined by + train on all, e.g. train+val for a final '
+                           f'model {_default("train_split")}')
+    data.add_argument('--val-split', metavar='NAME',
+                      help=f'split directory name, or none (no validation) {_default("val_split")}')
+    data.add_argument('--holdout-sequence', dest='holdout', action='append', metavar='SEQ',
+                      help='take every frame whose file name starts with SEQ (a CamVid sequence: 0001TP, 0006R0, '
+                           '0016E5, Seq05VD) out of training and choose best.pt on it; the val split is still scored '
+                           'and logged separately. Repeatable. CamVid val shares 0016E5 with train, so only a '
+                           'held-out sequence predicts accuracy on streets the model never saw')
     for split in ('train', 'val'):
         data.add_argument(f'--{split}-images', metavar='DIR', help=f'folder layout: {split} images')
         data.add_argument(f'--{split}-labels', metavar='DIR', help=f'folder layout: {split} label images (ids)')
@@ -89,6 +97,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument('--no-flip', dest='flip', action='store_const', const=False, help='no horizontal flip')
     recipe.add_argument('--no-jitter', dest='jitter', action='store_const', const=False,
                         help='no brightness/contrast/saturation/hue distortion')
+    recipe.add_argument('--jitter-strength', type=float, metavar='X',
+                        help='multiply the colour-jitter spreads (brightness, contrast, saturation 0.4; hue 18) by X '
+                             + _default('jitter_strength'))
+    recipe.add_argument('--blur', type=float, metavar='P',
+                        help='probability of a Gaussian blur, sigma 0.3-1.5 px ' + _default('blur'))
+    recipe.add_argument('--class-weight', choices=CLASS_WEIGHTS,
+                        help='loss weight per class: enet = 1/ln(1.02 + class share of the training pixels) '
+                             + _default('class_weight'))
     recipe.add_argument('--seed', type=int, help=_default('seed'))
     recipe.add_argument('--val-scale', type=float, metavar='S',
                         help='validate with the network on frames scaled by S, logits back at the label size (as '
@@ -108,7 +124,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     runtime.add_argument('--time-limit', type=float, metavar='MIN', help='save and stop after MIN minutes of training')
     runtime.add_argument('--device', choices=('auto', 'cpu', 'cuda'), help=_default('device'))
     runtime.add_argument('--no-amp', dest='amp', action='store_const', const=False,
-                         help='float32 on CUDA (AMP float16 is the default there; CPU is always float32)')
+                         help='train in float32 (the default autocasts: float16 with a gradient scaler on CUDA, '
+                              'bfloat16 on CPUs with native bf16 such as AVX512-BF16 or AMX; validation is float32 '
+                              'on CPU)')
 
 
 def _typed(args: argparse.Namespace) -> dict[str, Any]:

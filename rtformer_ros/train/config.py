@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-__all__ = ['DATASET_DEFAULTS', 'RUNTIME_FIELDS', 'TrainConfig', 'TrainConfigError', 'default_warmup']
+__all__ = ['CLASS_WEIGHTS', 'DATASET_DEFAULTS', 'NO_SPLIT', 'RUNTIME_FIELDS', 'TrainConfig', 'TrainConfigError',
+           'default_warmup']
 
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     # CamVid: full 360x480 frames as crops; 10k iterations x 8 = 218 epochs of the 367 training frames.
@@ -24,7 +25,13 @@ RUNTIME_FIELDS = frozenset({'out', 'threads', 'workers', 'val_every', 'log_every
                             'amp'})
 """Options that may change on ``--resume``; every other field is the recipe."""
 
-_TUPLE_FIELDS = ('crop', 'void_ids', 'scale_range', 'betas')
+CLASS_WEIGHTS = ('none', 'enet')
+"""``--class-weight`` rules: none, or ENet's ``1 / ln(1.02 + p_class)`` from the training labels."""
+
+NO_SPLIT = 'none'
+"""``--val-split none``: no validation split (e.g. a final run on train+val)."""
+
+_TUPLE_FIELDS = ('crop', 'void_ids', 'scale_range', 'betas', 'holdout')
 
 
 class TrainConfigError(ValueError):
@@ -47,8 +54,9 @@ class TrainConfig:
     # data
     dataset: str = 'camvid'  # layout: camvid | cityscapes | folder
     data_root: str | None = None
-    train_split: str = 'train'
-    val_split: str = 'val'
+    train_split: str = 'train'  # one split, or several joined by '+' (train+val)
+    val_split: str = 'val'  # or 'none'
+    holdout: tuple[str, ...] = ()  # sequences (file-name prefixes) taken out of training; best.pt is chosen on them
     train_images: str | None = None  # folder layout only
     train_labels: str | None = None
     val_images: str | None = None
@@ -81,6 +89,9 @@ class TrainConfig:
     scale_range: tuple[float, float, float] = (0.5, 2.0, 0.25)  # min, max, step
     flip: bool = True
     jitter: bool = True
+    jitter_strength: float = 1.0  # scales the brightness/contrast/saturation/hue spreads of the jitter
+    blur: float = 0.0  # probability of a Gaussian blur (sigma 0.3..1.5): motion and focus blur of real cameras
+    class_weight: str = 'none'  # none | enet
     seed: int = 0
     val_scale: float = 1.0  # validate with the network on frames scaled by this (what export --net-size deploys)
     # runtime
@@ -92,7 +103,7 @@ class TrainConfig:
     stop_at: int | None = None  # stop after this iteration (resume later); None: run to iters
     time_limit: float | None = None  # minutes of training after which this process saves and stops
     device: str = 'auto'  # auto | cpu | cuda
-    amp: bool = True  # float16 autocast + GradScaler, CUDA only
+    amp: bool = True  # autocast: float16 + GradScaler on CUDA, bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX)
 
     # ------------------------------------------------------------------------------------------------ derived
 
@@ -134,6 +145,12 @@ class TrainConfig:
             (self.time_limit is None or self.time_limit > 0, f'--time-limit {self.time_limit}: must be positive'),
             (self.device in ('auto', 'cpu', 'cuda'), f'--device {self.device!r}: expected auto, cpu or cuda'),
             (all(0 <= v <= 255 for v in self.void_ids), f'--void-id {self.void_ids}: ids lie in 0..255'),
+            (self.jitter_strength >= 0, f'--jitter-strength {self.jitter_strength}: must be >= 0'),
+            (0 <= self.blur <= 1, f'--blur {self.blur}: a probability, 0..1'),
+            (self.class_weight in CLASS_WEIGHTS,
+             f'--class-weight {self.class_weight!r}: expected one of {", ".join(CLASS_WEIGHTS)}'),
+            (all(seq and '/' not in seq for seq in self.holdout),
+             f'--holdout-sequence {self.holdout}: a file-name prefix such as 0006R0'),
         )
         for ok, msg in rules:
             if not ok:

@@ -37,6 +37,8 @@ __all__ = [
     'cityscapes_samples',
     'folder_classes',
     'folder_samples',
+    'label_histogram',
+    'split_holdout',
 ]
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
@@ -119,6 +121,19 @@ def folder_classes(classes: str | None, num_classes: int | None) -> ClassSet:
             raise
         msg = f'--classes {classes!r}: {err}'
         raise DatasetError(msg) from None
+
+
+def split_holdout(samples: Sequence[Sample], sequences: Sequence[str]) -> tuple[list[Sample], list[Sample]]:
+    """(kept, held out): a sample is held out when its image file name starts with one of ``sequences``.
+
+    CamVid names frames ``<sequence>_<frame>``, so a prefix selects a whole recording: validating on a sequence
+    that training never saw predicts other streets, where frames of the training sequences do not.
+    """
+    prefixes = tuple(sequences)
+    if not prefixes:
+        return list(samples), []
+    held = [s for s in samples if s.image.name.startswith(prefixes)]
+    return [s for s in samples if not s.image.name.startswith(prefixes)], held
 
 
 @dataclass(frozen=True)
@@ -207,6 +222,14 @@ def check_samples(samples: Sequence[Sample], label_map: LabelMap, desc: str = 'c
     """
     for sample in tqdm(samples, desc=desc, unit='img', leave=False, dynamic_ncols=True):
         _check_sample(sample, label_map)
+
+
+def label_histogram(samples: Sequence[Sample], label_map: LabelMap, desc: str = 'counting labels') -> np.ndarray:
+    """Pixels per class over ``samples`` (void and ignore not counted), int64 of length ``num_classes``."""
+    counts = np.zeros(256, np.int64)
+    for sample in tqdm(samples, desc=desc, unit='img', leave=False, dynamic_ncols=True):
+        counts += np.bincount(label_map(_read_label(sample.label)).ravel(), minlength=256)
+    return counts[:label_map.num_classes]
 
 
 # ------------------------------------------------------------------------------------------------------ dataset

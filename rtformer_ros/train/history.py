@@ -8,17 +8,19 @@ from pathlib import Path
 
 __all__ = ['FIELDS', 'History', 'plot_curves', 'read_log']
 
-FIELDS = ('iter', 'loss', 'aux_loss', 'lr', 'val_miou', 'time')
+FIELDS = ('iter', 'loss', 'aux_loss', 'lr', 'val_miou', 'holdout_miou', 'time')
 """Columns: iteration done; mean total loss and aux-head loss over the rows' window; backbone learning rate;
-validation mIoU (empty when not evaluated); wall seconds since the run began (summed over resumes)."""
+mIoU on the val split and on the held-out sequences (empty when not evaluated); wall seconds since the run began
+(summed over resumes)."""
 
 
 def read_log(path: Path) -> list[dict[str, float]]:
-    """Rows of a ``log.csv``; empty cells become NaN."""
+    """Rows of a ``log.csv`` with every column of `FIELDS`; empty or absent cells (older logs) become NaN."""
     if not Path(path).is_file():
         return []
     with open(path, newline='') as f:
-        return [{k: float(v) if v not in ('', None) else math.nan for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: float(row[k]) if row.get(k) not in ('', None) else math.nan for k in FIELDS}
+                for row in csv.DictReader(f)]
 
 
 class History:
@@ -80,8 +82,12 @@ def plot_curves(csv_path: Path, png_path: Path) -> Path:
     ax_lr.plot(*series('lr'))
     ax_lr.set(title='learning rate (backbone)', xlabel='iteration')
     ax_lr.ticklabel_format(axis='y', style='sci', scilimits=(0, 0))
-    ax_miou.plot(*series('val_miou'), marker='o')
+    for key, label in (('holdout_miou', 'held-out sequence'), ('val_miou', 'val split')):
+        if any(not math.isnan(r[key]) for r in rows):
+            ax_miou.plot(*series(key), marker='o', label=label)
     ax_miou.set(title='validation mIoU', xlabel='iteration', ylim=(0, 1))
+    if ax_miou.lines:
+        ax_miou.legend()
     for ax in (ax_loss, ax_lr, ax_miou):
         ax.grid(alpha=0.3)
     fig.savefig(png_path)

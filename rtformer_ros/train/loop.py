@@ -1,10 +1,13 @@
-"""The training loop: data check, model, AdamW + warm-up/poly, AMP on CUDA, validation, checkpoints, resume.
+"""The training loop: data check, model, AdamW + warm-up/poly, autocast (fp16 CUDA, bf16 CPU), validation,
+checkpoints, resume.
 
 Output directory (``--out``, default ``work/train/<dataset>_<model>``, git-ignored):
     config.json   the resolved options of the latest start
     last.pt       resume state: model, optimizer, scheduler, scaler, iteration, RNG states, best score
-    best.pt       best validation mIoU so far, in the self-describing `save_checkpoint` format
-    log.csv       iter, loss, aux_loss, lr, val_miou, time
+    best.pt       best mIoU so far on the held-out sequences (``--holdout-sequence``), else on the val split,
+                  in the self-describing `save_checkpoint` format
+    final.pt      the weights after the last iteration (what a run on train+val ships), same format
+    log.csv       iter, loss, aux_loss, lr, val_miou, holdout_miou, time
     curves.png    the log drawn
 """
 
@@ -15,7 +18,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,7 @@ from rtformer_ros.metrics import ConfusionMatrix
 from rtformer_ros.model import CheckpointError, build_rtformer, load_checkpoint, save_checkpoint
 from rtformer_ros.model.checkpoint import read_payload
 from rtformer_ros.model.rtformer import MIN_INPUT_SIZE, RTFormer, count_params, resize
-from rtformer_ros.train.config import TrainConfig, TrainConfigError
+from rtformer_ros.train.config import NO_SPLIT, TrainConfig, TrainConfigError
 from rtformer_ros.train.datasets import (
     LAYOUTS,
     DatasetError,
@@ -40,16 +43,18 @@ from rtformer_ros.train.datasets import (
     check_samples,
     folder_classes,
     folder_samples,
+    label_histogram,
+    split_holdout,
 )
 from rtformer_ros.train.history import History
-from rtformer_ros.train.losses import SegLoss
+from rtformer_ros.train.losses import SegLoss, enet_weights
 from rtformer_ros.train.schedule import WarmupPoly, param_groups
 from rtformer_ros.train.transforms import ColorJitter, TrainTransform, scale_steps
 
-__all__ = ['BEST', 'CURVES', 'LAST', 'LOG', 'Data', 'TrainError', 'TrainResult', 'Trainer', 'load_data',
+__all__ = ['BEST', 'CURVES', 'FINAL', 'LAST', 'LOG', 'Data', 'TrainError', 'TrainResult', 'Trainer', 'load_data',
            'saved_config', 'train']
 
-LAST, BEST, LOG, CURVES, CONFIG = 'last.pt', 'best.pt', 'log.csv', 'curves.png', 'config.json'
+LAST, BEST, FINAL, LOG, CURVES, CONFIG = 'last.pt', 'best.pt', 'final.pt', 'log.csv', 'curves.png', 'config.json'
 STATE_FORMAT = 'rtformer_ros.train_state/1'
 MAX_BAD_STEPS = 10  # consecutive non-finite losses tolerated (AMP overflow) before the run is declared diverged
 
@@ -66,19 +71,22 @@ def _log(msg: str) -> None:
 
 @dataclass(frozen=True)
 class Data:
-    """Checked training and validation samples with their classes."""
+    """Checked training, validation and held-out samples with their classes."""
 
     classes: ClassSet
     label_map: LabelMap
     train: list[Sample]
     val: list[Sample]
+    holdout: list[Sample] = field(default_factory=list)  # frames of the --holdout-sequence recordings
 
 
 def load_data(cfg: TrainConfig) -> Data:
-    """List both splits of the configured layout and check every file (before any training starts).
+    """List the splits of the configured layout, take the held-out sequences out of them, and check every file
+    (before any training starts).
 
     Raises:
-        DatasetError: a missing directory or label, unreadable file, size mismatch or out-of-range label id.
+        DatasetError: a missing directory or label, unreadable file, size mismatch, out-of-range label id, or a
+            held-out sequence with no frame.
     """
     layout = LAYOUTS.get(cfg.dataset)
     if layout is not None:
@@ -89,8 +97,8 @@ def load_data(cfg: TrainConfig) -> Data:
             msg = f'--data-root {cfg.data_root}: no such directory'
             raise DatasetError(msg)
         classes = get_classes(layout.classes)
-        train_set = layout.find(Path(cfg.data_root), cfg.train_split)
-        val_set = layout.find(Path(cfg.data_root), cfg.val_split)
+        train_set = [s for split in cfg.train_split.split('+') for s in layout.find(Path(cfg.data_root), split)]
+        val_set = [] if cfg.val_split == NO_SPLIT else layout.find(Path(cfg.data_root), cfg.val_split)
         void_ids = tuple(sorted({*layout.void_ids, *cfg.void_ids}))
     else:
         dirs = {'--train-images': cfg.train_images, '--train-labels': cfg.train_labels,
@@ -106,10 +114,21 @@ def load_data(cfg: TrainConfig) -> Data:
     if cfg.num_classes is not None and cfg.num_classes != classes.num_classes:
         msg = f'--num-classes {cfg.num_classes}: the {classes.name} classes number {classes.num_classes}'
         raise DatasetError(msg)
+    train_set, held = split_holdout(train_set, cfg.holdout)
+    val_set, held_val = split_holdout(val_set, cfg.holdout)
+    holdout = held + held_val
+    for sequence in cfg.holdout:
+        if not any(s.image.name.startswith(sequence) for s in holdout):
+            msg = f'--holdout-sequence {sequence}: no frame of the training or validation splits starts with it'
+            raise DatasetError(msg)
+    if not train_set:
+        msg = f'--holdout-sequence {" ".join(cfg.holdout)}: leaves no training frame'
+        raise DatasetError(msg)
     label_map = LabelMap(classes.num_classes, void_ids)
     check_samples(train_set, label_map, desc=f'checking {cfg.train_split}')
     check_samples(val_set, label_map, desc=f'checking {cfg.val_split}')
-    return Data(classes, label_map, train_set, val_set)
+    check_samples(holdout, label_map, desc='checking held-out frames')
+    return Data(classes, label_map, train_set, val_set, holdout)
 
 
 # -------------------------------------------------------------------------------------------------------- state
@@ -195,6 +214,18 @@ def init_weights_from(model: RTFormer, path: str | Path) -> tuple[int, list[str]
     return len(matched), sorted(set(target) - set(matched))
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (x86 AVX512-BF16 or AMX, Arm BF16); emulated bf16 is slower
+    than float32, so autocast stays off elsewhere."""
+    try:
+        info = Path('/proc/cpuinfo').read_text()
+    except OSError:
+        return False
+    flags = set(' '.join(line.split(':', 1)[1] for line in info.splitlines()
+                         if line.startswith(('flags', 'Features')) and ':' in line).split())
+    return bool(flags & {'avx512_bf16', 'amx_bf16', 'bf16'})
+
+
 def _select_device(name: str) -> torch.device:
     if name == 'cuda' and not torch.cuda.is_available():
         raise TrainError('--device cuda: no CUDA device is available')
@@ -225,7 +256,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, data: Data, device: torch.device) -> None:
         self.cfg, self.data, self.device = cfg, data, device
         self.out = Path(cfg.out)
-        self.amp = cfg.amp and device.type == 'cuda'
+        self.amp = cfg.amp and device.type == 'cuda'  # float16 + GradScaler
+        self.bf16 = cfg.amp and device.type == 'cpu' and cpu_has_bf16()  # training steps only; no scaler needed
         options: dict[str, Any] = {'bn_momentum': cfg.bn_momentum}
         if cfg.drop_path_rate is not None:
             options['drop_path_rate'] = cfg.drop_path_rate
@@ -239,7 +271,13 @@ class Trainer:
             shown = ', '.join(fresh[:4]) + (', ...' if len(fresh) > 4 else '')
             _log(f'init: {loaded} tensors from {cfg.init}' + (f'; {len(fresh)} left fresh: {shown}' if fresh else ''))
         self.model.to(device).train()
-        self.loss = SegLoss(cfg.aux_weight, cfg.ohem, cfg.ohem_thresh, cfg.ohem_min_kept)
+        weight = None
+        if cfg.class_weight == 'enet':
+            weights = enet_weights(label_histogram(data.train, data.label_map))
+            _log('class weights (enet): ' + ' '.join(
+                f'{n[:8]}={w:.1f}' for n, w in zip(data.classes.names, weights, strict=True)))
+            weight = torch.from_numpy(weights)
+        self.loss = SegLoss(cfg.aux_weight, cfg.ohem, cfg.ohem_thresh, cfg.ohem_min_kept, weight).to(device)
         self.schedule = WarmupPoly(cfg.lr, cfg.iters, cfg.warmup_iters, cfg.warmup_start_lr, cfg.end_lr, cfg.power)
         self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.lr, cfg.head_lr_mult), lr=cfg.lr,
                                            betas=cfg.betas, weight_decay=cfg.weight_decay)
@@ -250,10 +288,12 @@ class Trainer:
         self.best_miou = math.nan
         self.elapsed_before = 0.0  # wall seconds of earlier processes of this run
         self.started = time.monotonic()
-        jitter = ColorJitter() if cfg.jitter else None
-        transform = TrainTransform(cfg.crop, scale_steps(*cfg.scale_range), cfg.flip, jitter)
+        jitter = ColorJitter().scaled(cfg.jitter_strength) if cfg.jitter else None
+        transform = TrainTransform(cfg.crop, scale_steps(*cfg.scale_range), cfg.flip, jitter, cfg.blur)
         self.train_set = SegmentationDataset(data.train, data.label_map, transform)
-        self.val_set = SegmentationDataset(data.val, data.label_map)
+        # Scored sets in log order; best.pt is chosen on the first: the held-out sequences when there are any.
+        self.eval_sets = {name: SegmentationDataset(samples, data.label_map)
+                          for name, samples in (('holdout', data.holdout), ('val', data.val)) if samples}
 
     # ---------------------------------------------------------------------------------------------- state
 
@@ -289,7 +329,10 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------------- steps
 
-    def _autocast(self) -> torch.autocast:
+    def _autocast(self, training: bool = False) -> torch.autocast:
+        # bf16 only for training steps: validation stays float32 on CPU so that scores are exact and comparable.
+        if training and self.bf16:
+            return torch.autocast('cpu', dtype=torch.bfloat16)
         return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp)
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
@@ -297,7 +340,7 @@ class Trainer:
         images = images.to(self.device, non_blocking=True)
         target = labels.to(self.device, non_blocking=True).long()
         self.optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
+        with self._autocast(training=True):
             outputs = self.model(images)
         loss, aux = self.loss(outputs, target)
         total = loss.item()
@@ -329,29 +372,34 @@ class Trainer:
             self.model.train()
         return conf
 
-    def validate(self, loader: DataLoader) -> float:
-        """Evaluate, keep ``best.pt`` if this is the best mIoU so far, return the mIoU."""
-        conf = self.evaluate(loader)
-        iou, miou = conf.iou, conf.miou
-        miou = 0.0 if math.isnan(miou) else miou  # an empty validation split scores nothing
-        if math.isnan(self.best_miou) or miou > self.best_miou:
-            self.best_miou = miou
-            names = self.data.classes.names
-            extra = {
-                'recipe': self.cfg.recipe(),
-                'iteration': self.iteration,
-                'val_miou': miou,
-                'per_class_iou': {n: (None if math.isnan(v) else float(v)) for n, v in zip(names, iou, strict=True)},
-                'val_images': len(self.data.val),
-            }
-            save_checkpoint(self.out / BEST, self.model, self.data.classes, extra=extra)
-        per_class = ' '.join(f'{n[:8]}={v:.2f}' for n, v in zip(self.data.classes.names, iou, strict=True))
-        _log(f'iter {self.iteration}: val mIoU {miou:.4f} (best {self.best_miou:.4f}) | {per_class}')
-        return miou
+    def _extra(self) -> dict[str, Any]:
+        """What a saved checkpoint records of its run."""
+        return {'recipe': self.cfg.recipe(), 'iteration': self.iteration, 'train_images': len(self.data.train),
+                'holdout_sequences': list(self.cfg.holdout), 'holdout_images': len(self.data.holdout),
+                'val_images': len(self.data.val)}
+
+    def validate(self, loaders: dict[str, DataLoader]) -> dict[str, float]:
+        """Score every evaluation set, keep ``best.pt`` if the first (held-out, else val) is the best so far;
+        return the mIoU per set."""
+        scores: dict[str, float] = {}
+        names = self.data.classes.names
+        for index, (name, loader) in enumerate(loaders.items()):
+            conf = self.evaluate(loader)
+            iou, miou = conf.iou, conf.miou
+            miou = scores[name] = 0.0 if math.isnan(miou) else miou  # an empty set scores nothing
+            per_class = {n: (None if math.isnan(v) else float(v)) for n, v in zip(names, iou, strict=True)}
+            if index == 0 and (math.isnan(self.best_miou) or miou > self.best_miou):
+                self.best_miou = miou
+                extra = {**self._extra(), 'selected_on': name, f'{name}_miou': miou, 'per_class_iou': per_class}
+                save_checkpoint(self.out / BEST, self.model, self.data.classes, extra=extra)
+            best = f' (best {self.best_miou:.4f})' if index == 0 else ''
+            shown = ' '.join(f'{n[:8]}={v:.2f}' for n, v in zip(names, iou, strict=True))
+            _log(f'iter {self.iteration}: {name} mIoU {miou:.4f}{best} | {shown}')
+        return scores
 
     # ---------------------------------------------------------------------------------------------- loop
 
-    def _loaders(self) -> tuple[DataLoader, DataLoader]:
+    def _loaders(self) -> tuple[DataLoader, dict[str, DataLoader]]:
         cfg, cuda = self.cfg, self.device.type == 'cuda'
         stop = min(cfg.iters, cfg.stop_at or cfg.iters)
         batches = IterationBatches(len(self.train_set), cfg.batch_size, cfg.seed, self.iteration, stop)
@@ -361,9 +409,9 @@ class Trainer:
                       generator=torch.Generator().manual_seed(cfg.seed),
                       multiprocessing_context='spawn' if cfg.workers > 0 else None)
         train_loader = DataLoader(self.train_set, batch_sampler=batches, **common)
-        val_loader = DataLoader(self.val_set, batch_size=1, shuffle=False,
-                                persistent_workers=cfg.workers > 0, **common)
-        return train_loader, val_loader
+        eval_loaders = {name: DataLoader(data, batch_size=1, shuffle=False, persistent_workers=cfg.workers > 0,
+                                         **common) for name, data in self.eval_sets.items()}
+        return train_loader, eval_loaders
 
     def elapsed(self) -> float:
         """Wall seconds this run has trained, over all its processes."""
@@ -372,7 +420,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train from ``self.iteration`` to ``cfg.iters`` (or the stop point), validating and saving on the way."""
         cfg = self.cfg
-        train_loader, val_loader = self._loaders()
+        train_loader, eval_loaders = self._loaders()
         self.started = time.monotonic()
         deadline = self.started + cfg.time_limit * 60 if cfg.time_limit else math.inf
         window: list[tuple[float, float]] = []
@@ -393,26 +441,29 @@ class Trainer:
                     raise TrainError(msg)
                 validate = self.iteration % cfg.val_every == 0 or self.iteration == cfg.iters
                 if validate or self.iteration % cfg.log_every == 0:
-                    self._log_row(window, lr, self.validate(val_loader) if validate else math.nan)
+                    self._log_row(window, lr, self.validate(eval_loaders) if validate else {})
                 if validate:
                     self._save()
                     saved_at = self.iteration
                 if time.monotonic() > deadline:
                     break
         finished = self.iteration >= cfg.iters
-        if not finished:
-            self._log_row(window, lr, math.nan)
+        if finished:
+            save_checkpoint(self.out / FINAL, self.model, self.data.classes, extra=self._extra())
+        else:
+            self._log_row(window, lr, {})
             if saved_at != self.iteration:
                 self._save()
             _log(f'stopped at iteration {self.iteration} of {cfg.iters}; continue with --out {self.out} --resume')
         return TrainResult(self.iteration, finished, self.best_miou, self.out)
 
-    def _log_row(self, window: list[tuple[float, float]], lr: float, miou: float) -> None:
-        if not window and math.isnan(miou):
+    def _log_row(self, window: list[tuple[float, float]], lr: float, scores: dict[str, float]) -> None:
+        if not window and not scores:
             return
         losses = np.asarray(window or [(math.nan, math.nan)])
         self.history.append(iter=self.iteration, loss=losses[:, 0].mean(), aux_loss=losses[:, 1].mean(), lr=lr,
-                            val_miou=miou, time=self.elapsed())
+                            val_miou=scores.get('val', math.nan), holdout_miou=scores.get('holdout', math.nan),
+                            time=self.elapsed())
         window.clear()
 
     def _save(self) -> None:
@@ -460,8 +511,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     trainer.history.start(resume_at=trainer.iteration if state is not None else None)
     (out / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2) + '\n')
     params = count_params(trainer.model) / 1e6
-    _log(f'{cfg.dataset}: {len(data.train)} train / {len(data.val)} val images, {data.classes.num_classes} classes; '
-         f'{cfg.model} {params:.2f} M params on {device.type}'
-         f'{" (AMP fp16)" if trainer.amp else ""}, {torch.get_num_threads()} threads; '
+    held = f' / {len(data.holdout)} held out ({" ".join(cfg.holdout)})' if cfg.holdout else ''
+    precision = ' (AMP fp16)' if trainer.amp else ' (bf16 autocast)' if trainer.bf16 else ''
+    _log(f'{cfg.dataset}: {len(data.train)} train / {len(data.val)} val{held} images, '
+         f'{data.classes.num_classes} classes; {cfg.model} {params:.2f} M params on {device.type}{precision}, '
+         f'{torch.get_num_threads()} threads; '
          f'iterations {trainer.iteration}..{cfg.iters}, batch {cfg.batch_size}, crop {cfg.crop_text}; out {out}')
     return trainer.fit()

@@ -8,7 +8,7 @@ Every random draw comes from the generator passed in, so a sample's augmentation
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -78,6 +78,12 @@ class ColorJitter:
     hue: float = 18.0
     prob: float = 0.5
 
+    def scaled(self, strength: float) -> ColorJitter:
+        """The same jitter with every spread multiplied by ``strength`` (factors stay positive)."""
+        return replace(self, brightness=min(self.brightness * strength, 0.95),
+                       contrast=min(self.contrast * strength, 0.95),
+                       saturation=min(self.saturation * strength, 0.95), hue=self.hue * strength)
+
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         enhancers = {'brightness': (ImageEnhance.Brightness, self.brightness),
                      'contrast': (ImageEnhance.Contrast, self.contrast),
@@ -108,12 +114,14 @@ class TrainTransform:
         scales: candidate scale factors, one drawn per sample.
         flip: horizontal flip with probability 0.5.
         jitter: photometric distortion, or None for none.
+        blur: probability of a Gaussian blur with sigma drawn from 0.3..1.5 pixels.
     """
 
     crop: tuple[int, int]
     scales: tuple[float, ...] = scale_steps(0.5, 2.0, 0.25)
     flip: bool = True
     jitter: ColorJitter | None = ColorJitter()
+    blur: float = 0.0
 
     def __call__(self, image: np.ndarray, label: np.ndarray,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -123,6 +131,9 @@ class TrainTransform:
             image, label = image[:, ::-1], label[:, ::-1]
         if self.jitter is not None:
             image = self.jitter(np.ascontiguousarray(image), rng)
+        # Drawn only when enabled, so recipes without blur keep their exact random stream.
+        if self.blur > 0 and rng.random() < self.blur:
+            image = cv2.GaussianBlur(np.ascontiguousarray(image), (0, 0), rng.uniform(0.3, 1.5))
         return np.ascontiguousarray(image), np.ascontiguousarray(label)
 
 
