@@ -127,6 +127,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help='train in float32 (the default autocasts: float16 with a gradient scaler on CUDA, '
                               'bfloat16 on CPUs with native bf16 such as AVX512-BF16 or AMX; validation is float32 '
                               'on CPU)')
+    runtime.add_argument('--sync-bn', dest='sync_bn', action='store_const', const=True,
+                         help='under torchrun on GPUs: SyncBatchNorm, statistics over the global batch instead of '
+                              "each process's share (docs/training.md, multi-GPU)")
 
 
 def _typed(args: argparse.Namespace) -> dict[str, Any]:

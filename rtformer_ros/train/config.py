@@ -22,7 +22,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 """Per-layout defaults for the options left unset (``None``) in `TrainConfig`."""
 
 RUNTIME_FIELDS = frozenset({'out', 'threads', 'workers', 'val_every', 'log_every', 'stop_at', 'time_limit', 'device',
-                            'amp'})
+                            'amp', 'sync_bn'})
 """Options that may change on ``--resume``; every other field is the recipe."""
 
 CLASS_WEIGHTS = ('none', 'enet')
@@ -104,6 +104,7 @@ class TrainConfig:
     time_limit: float | None = None  # minutes of training after which this process saves and stops
     device: str = 'auto'  # auto | cpu | cuda
     amp: bool = True  # autocast: float16 + GradScaler on CUDA, bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX)
+    sync_bn: bool = False  # torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)
 
     # ------------------------------------------------------------------------------------------------ derived
 

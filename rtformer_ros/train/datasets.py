@@ -274,20 +274,32 @@ class IterationBatches:
     from (seed, e), and its samples carry the seed words (seed, e, position). Starting at ``start`` therefore
     continues an interrupted run exactly, with any number of loader workers.
 
+    Distributed (torchrun), process ``rank`` of ``world`` takes its contiguous share of each global batch. The
+    global batch is the same for any world size (the epoch permutation is seeded, not drawn per process as in
+    torch's DistributedSampler, and no sample is padded in), so N processes see exactly the samples and
+    augmentations of one process, and a run may resume with another world size.
+
     Args:
         num_samples: dataset length (>= batch_size).
-        batch_size: samples per batch; the last partial batch of an epoch is dropped.
+        batch_size: samples per global batch; the last partial batch of an epoch is dropped.
         seed: run seed.
         start: first iteration to yield.
         stop: one past the last iteration.
+        rank: this process's share of each batch (0-based).
+        world: processes sharing each batch; must divide ``batch_size``.
     """
 
-    def __init__(self, num_samples: int, batch_size: int, seed: int, start: int, stop: int) -> None:
+    def __init__(self, num_samples: int, batch_size: int, seed: int, start: int, stop: int, rank: int = 0,
+                 world: int = 1) -> None:
         if num_samples < batch_size:
             msg = f'{num_samples} training samples cannot fill a batch of {batch_size}'
             raise DatasetError(msg)
+        if batch_size % world or not 0 <= rank < world:
+            msg = f'--batch-size {batch_size} is the global batch: it must split evenly over {world} processes'
+            raise DatasetError(msg)
         self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
         self.start, self.stop = start, stop
+        self.rank, self.world = rank, world
         self.per_epoch = num_samples // batch_size
         self._epoch: tuple[int, np.ndarray] | None = None
 
@@ -299,10 +311,11 @@ class IterationBatches:
             yield self.batch(iteration)
 
     def batch(self, iteration: int) -> list[tuple[int, tuple[int, int, int]]]:
-        """The (index, seed words) pairs of one iteration."""
+        """The (index, seed words) pairs of this process's share of one iteration."""
         epoch, step = divmod(iteration, self.per_epoch)
         if self._epoch is None or self._epoch[0] != epoch:
             self._epoch = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.num_samples))
         order = self._epoch[1]
-        first = step * self.batch_size
-        return [(int(order[pos]), (self.seed, epoch, pos)) for pos in range(first, first + self.batch_size)]
+        share = self.batch_size // self.world
+        first = step * self.batch_size + self.rank * share
+        return [(int(order[pos]), (self.seed, epoch, pos)) for pos in range(first, first + share)]

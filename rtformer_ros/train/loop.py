@@ -9,6 +9,9 @@ Output directory (``--out``, default ``work/train/<dataset>_<model>``, git-ignor
     final.pt      the weights after the last iteration (what a run on train+val ships), same format
     log.csv       iter, loss, aux_loss, lr, val_miou, holdout_miou, time
     curves.png    the log drawn
+
+Under torchrun (``distributed``) every process trains on its share of each global batch and scores its share
+of the evaluation frames; only rank 0 writes these files, logs and shows progress.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from rtformer_ros.classes import ClassSet, get_classes
@@ -46,6 +49,7 @@ from rtformer_ros.train.datasets import (
     label_histogram,
     split_holdout,
 )
+from rtformer_ros.train.distributed import Distributed, weights_digest
 from rtformer_ros.train.history import History
 from rtformer_ros.train.losses import SegLoss, enet_weights
 from rtformer_ros.train.schedule import WarmupPoly, param_groups
@@ -64,7 +68,8 @@ class TrainError(RuntimeError):
 
 
 def _log(msg: str) -> None:
-    tqdm.write(msg)
+    if os.environ.get('RANK', '0') == '0':  # under torchrun, rank 0 speaks for the run
+        tqdm.write(msg)
 
 
 # -------------------------------------------------------------------------------------------------------- data
@@ -251,10 +256,13 @@ class Trainer:
         cfg: resolved options.
         data: checked samples.
         device: where to train.
+        dist: this process's place under torchrun (default: the only process).
     """
 
-    def __init__(self, cfg: TrainConfig, data: Data, device: torch.device) -> None:
+    def __init__(self, cfg: TrainConfig, data: Data, device: torch.device, dist: Distributed | None = None) -> None:
         self.cfg, self.data, self.device = cfg, data, device
+        self.dist = dist = dist or Distributed()
+        _check_world(cfg, dist, device)
         self.out = Path(cfg.out)
         self.amp = cfg.amp and device.type == 'cuda'  # float16 + GradScaler
         self.bf16 = cfg.amp and device.type == 'cpu' and cpu_has_bf16()  # training steps only; no scaler needed
@@ -271,6 +279,9 @@ class Trainer:
             shown = ', '.join(fresh[:4]) + (', ...' if len(fresh) > 4 else '')
             _log(f'init: {loaded} tensors from {cfg.init}' + (f'; {len(fresh)} left fresh: {shown}' if fresh else ''))
         self.model.to(device).train()
+        self.net = dist.wrap(self.model, device, cfg.sync_bn)  # what training steps run: DDP under torchrun
+        self.model = getattr(self.net, 'module', self.net)  # the network itself (SyncBatchNorm layers with --sync-bn)
+        self.rank_digests: list[str] = []  # weights_digest of every process at the last save (torchrun)
         weight = None
         if cfg.class_weight == 'enet':
             weights = enet_weights(label_histogram(data.train, data.label_map))
@@ -309,6 +320,7 @@ class Trainer:
             'scheduler': self.scheduler.state_dict(),
             'scaler': self.scaler.state_dict(),
             'rng': _rng_state(),
+            **({'world_size': self.dist.world, 'weights_sha256': self.rank_digests} if self.dist.active else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -341,21 +353,24 @@ class Trainer:
         target = labels.to(self.device, non_blocking=True).long()
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast(training=True):
-            outputs = self.model(images)
+            outputs = self.net(images)
         loss, aux = self.loss(outputs, target)
-        total = loss.item()
-        if math.isfinite(total):
+        # Under torchrun: the mean over the processes, so that all of them skip a non-finite step together.
+        total, aux_value = self.dist.mean([loss.item(), aux.item()], self.device)
+        if math.isfinite(total) or self.dist.active:  # every process must join DDP's gradient all-reduce
             self.scaler.scale(loss).backward()
+        if math.isfinite(total):
             self.scaler.step(self.optimizer)
             self.scaler.update()
         self.scheduler.step()
         self.iteration += 1
-        return total, aux.item()
+        return total, aux_value
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> ConfusionMatrix:
         """Confusion matrix of the model (eval mode, full images, network at ``val_scale``) on ``loader``."""
         conf = ConfusionMatrix(self.data.classes.num_classes)
+        self.dist.sync_buffers(self.model)
         self.model.eval()
         try:
             for images, labels in tqdm(loader, desc='val', unit='img', leave=False, dynamic_ncols=True):
@@ -370,6 +385,7 @@ class Trainer:
                 conf.update(labels.numpy(), pred)
         finally:
             self.model.train()
+        conf.matrix[:] = self.dist.sum_counts(conf.matrix, self.device)  # each process scored its share
         return conf
 
     def _extra(self) -> dict[str, Any]:
@@ -391,7 +407,8 @@ class Trainer:
             if index == 0 and (math.isnan(self.best_miou) or miou > self.best_miou):
                 self.best_miou = miou
                 extra = {**self._extra(), 'selected_on': name, f'{name}_miou': miou, 'per_class_iou': per_class}
-                save_checkpoint(self.out / BEST, self.model, self.data.classes, extra=extra)
+                if self.dist.main:
+                    save_checkpoint(self.out / BEST, self.model, self.data.classes, extra=extra)
             best = f' (best {self.best_miou:.4f})' if index == 0 else ''
             shown = ' '.join(f'{n[:8]}={v:.2f}' for n, v in zip(names, iou, strict=True))
             _log(f'iter {self.iteration}: {name} mIoU {miou:.4f}{best} | {shown}')
@@ -402,16 +419,24 @@ class Trainer:
     def _loaders(self) -> tuple[DataLoader, dict[str, DataLoader]]:
         cfg, cuda = self.cfg, self.device.type == 'cuda'
         stop = min(cfg.iters, cfg.stop_at or cfg.iters)
-        batches = IterationBatches(len(self.train_set), cfg.batch_size, cfg.seed, self.iteration, stop)
+        batches = IterationBatches(len(self.train_set), cfg.batch_size, cfg.seed, self.iteration, stop,
+                                   self.dist.rank, self.dist.world)
         # Workers are spawned, not forked: a fork of a process whose other threads hold locks (OpenCV's pool,
         # ROS or ORT threads of a host process) can deadlock in the child.
         common = dict(num_workers=cfg.workers, pin_memory=cuda, worker_init_fn=_seed_worker,
                       generator=torch.Generator().manual_seed(cfg.seed),
                       multiprocessing_context='spawn' if cfg.workers > 0 else None)
         train_loader = DataLoader(self.train_set, batch_sampler=batches, **common)
-        eval_loaders = {name: DataLoader(data, batch_size=1, shuffle=False, persistent_workers=cfg.workers > 0,
-                                         **common) for name, data in self.eval_sets.items()}
+        eval_loaders = {name: DataLoader(self._share(data), batch_size=1, shuffle=False,
+                                         persistent_workers=cfg.workers > 0, **common)
+                        for name, data in self.eval_sets.items()}
         return train_loader, eval_loaders
+
+    def _share(self, data: SegmentationDataset) -> SegmentationDataset | Subset:
+        """This process's frames of an evaluation set: every world-th; the confusion matrices are summed."""
+        if not self.dist.active:
+            return data
+        return Subset(data, range(self.dist.rank, len(data), self.dist.world))
 
     def elapsed(self) -> float:
         """Wall seconds this run has trained, over all its processes."""
@@ -445,10 +470,11 @@ class Trainer:
                 if validate:
                     self._save()
                     saved_at = self.iteration
-                if time.monotonic() > deadline:
+                # Under torchrun all processes stop at the step where the first one passes the time limit.
+                if deadline < math.inf and self.dist.any(time.monotonic() > deadline, self.device):
                     break
         finished = self.iteration >= cfg.iters
-        if finished:
+        if finished and self.dist.main:
             save_checkpoint(self.out / FINAL, self.model, self.data.classes, extra=self._extra())
         else:
             self._log_row(window, lr, {})
@@ -458,7 +484,8 @@ class Trainer:
         return TrainResult(self.iteration, finished, self.best_miou, self.out)
 
     def _log_row(self, window: list[tuple[float, float]], lr: float, scores: dict[str, float]) -> None:
-        if not window and not scores:
+        if not window and not scores or not self.dist.main:
+            window.clear()
             return
         losses = np.asarray(window or [(math.nan, math.nan)])
         self.history.append(iter=self.iteration, loss=losses[:, 0].mean(), aux_loss=losses[:, 1].mean(), lr=lr,
@@ -467,8 +494,38 @@ class Trainer:
         window.clear()
 
     def _save(self) -> None:
-        self.save_state()
-        self.history.plot()
+        if self.dist.active:  # DDP keeps the processes in step; a difference here is a bug worth stopping for
+            self.rank_digests = self.dist.gather(weights_digest(self.model))
+            if len(set(self.rank_digests)) > 1:
+                msg = (f'the {self.dist.world} processes hold different weights at iteration {self.iteration} '
+                       f'(sha256 {", ".join(d[:12] for d in self.rank_digests)})')
+                raise TrainError(msg)
+        if self.dist.main:
+            self.save_state()
+            self.history.plot()
+
+
+def _check_world(cfg: TrainConfig, dist: Distributed, device: torch.device) -> None:
+    """Options that cannot work with this many processes on this device."""
+    if not dist.active:
+        return
+    if cfg.sync_bn and device.type != 'cuda':
+        raise TrainError("--sync-bn needs GPUs (torch's SyncBatchNorm runs on CUDA only); on CPUs leave it out: "
+                         "each process then normalises over its own share of the batch")
+    if cfg.batch_size % dist.world:
+        msg = f'--batch-size {cfg.batch_size} is the global batch: it must split evenly over {dist.world} processes'
+        raise TrainError(msg)
+    if cfg.batch_size // dist.world < 2 and not cfg.sync_bn:
+        msg = (f'--batch-size {cfg.batch_size} over {dist.world} processes leaves {cfg.batch_size // dist.world} '
+               f'sample per process: BatchNorm needs 2 (raise --batch-size, or --sync-bn on GPUs)')
+        raise TrainError(msg)
+
+
+def _reseed(seed: int, rank: int, iteration: int) -> None:
+    """Per-process torch RNG (stochastic depth) under torchrun: drawn from (seed, rank, iteration), so the processes
+    differ from each other and a resumed run (whose last.pt holds rank 0's state) re-seeds the same way."""
+    words = np.random.SeedSequence([seed, rank, iteration]).generate_state(2)
+    torch.manual_seed(int(words[0]) << 32 | int(words[1]))
 
 
 # -------------------------------------------------------------------------------------------------------- entry
@@ -499,20 +556,39 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         raise TrainError(msg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    data = load_data(cfg)
     device = _select_device(cfg.device)
+    try:
+        dist = Distributed.from_env(device)  # under torchrun: join the process group (NCCL or gloo)
+    except (RuntimeError, ValueError) as err:
+        raise TrainError(f'torchrun: {err}') from None
+    try:
+        return _train(cfg, state, dist.device(device), dist)
+    finally:
+        dist.close()
+
+
+def _train(cfg: TrainConfig, state: dict[str, Any] | None, device: torch.device, dist: Distributed) -> TrainResult:
+    out = Path(cfg.out)
+    data = load_data(cfg)
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True  # fixed crop size: autotuned kernels pay off
     seed_everything(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, data, device)
+    trainer = Trainer(cfg, data, device, dist)
     if state is not None:
         trainer.load_state_dict(state)
-    trainer.history.start(resume_at=trainer.iteration if state is not None else None)
-    (out / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2) + '\n')
+    if dist.world > 1:
+        _reseed(cfg.seed, dist.rank, trainer.iteration)
+    if dist.main:
+        trainer.history.start(resume_at=trainer.iteration if state is not None else None)
+        (out / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2) + '\n')
     params = count_params(trainer.model) / 1e6
     held = f' / {len(data.holdout)} held out ({" ".join(cfg.holdout)})' if cfg.holdout else ''
     precision = ' (AMP fp16)' if trainer.amp else ' (bf16 autocast)' if trainer.bf16 else ''
+    if dist.active:
+        backend = 'NCCL' if device.type == 'cuda' else 'gloo'
+        precision += (f'; {dist.world} processes ({backend}{", SyncBN" if cfg.sync_bn else ""}), '
+                      f'{cfg.batch_size // dist.world} samples each')
     _log(f'{cfg.dataset}: {len(data.train)} train / {len(data.val)} val{held} images, '
          f'{data.classes.num_classes} classes; {cfg.model} {params:.2f} M params on {device.type}{precision}, '
          f'{torch.get_num_threads()} threads; '
