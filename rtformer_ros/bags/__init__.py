@@ -62,7 +62,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help="label id that is not scored (default: the model's, 255)")
     parser.add_argument('--out', type=Path, default=None,
                         help='report folder (default: rtformer_eval/<bag name>, rtformer_eval/fleet with --bags); '
-                             'with --shard the folder of the part file (default rtformer_eval/parts)')
+                             'with --shard the folder of the part file (default rtformer_eval/parts), or the '
+                             'file itself (*.json)')
     parser.add_argument('--workers', type=int, default=1, help='with --bags: bags scored in N local processes')
     parser.add_argument('--shard', type=_shard, default=None, metavar='I/N',
                         help='with --bags: score share I of N (0-based) and write part-I-of-N.json for '

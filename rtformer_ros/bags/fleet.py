@@ -210,6 +210,8 @@ def score_bags(opts: EvalOptions, listing: Sequence[tuple[str, int]], indices: S
     """
     from tqdm import tqdm
 
+    if not indices:  # a shard with no bag of its own (more shards than bags)
+        return
     per_bag = replace(opts, samples=samples_per_bag(opts.samples, len(listing)), progress=False, write_bag=None)
     bar = tqdm(total=len(indices), desc='eval', unit='bag', disable=None if progress is None else not progress)
     frames = 0
@@ -278,9 +280,9 @@ def shard_file(out_dir: Path, index: int, count: int) -> Path:
     return Path(out_dir) / f'part-{index:0{width}d}-of-{count}.json'
 
 
-def write_shard(shard: Shard, out_dir: Path) -> Path:
-    """Write ``part-I-of-N.json`` into ``out_dir`` (created); its path."""
-    path = shard_file(out_dir, *shard.shard)
+def write_shard(shard: Shard, out: Path) -> Path:
+    """Write ``part-I-of-N.json`` into folder ``out`` (created), or to ``out`` itself if it ends in .json; its path."""
+    path = Path(out) if Path(out).suffix == '.json' else shard_file(out, *shard.shard)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {'format': PART_FORMAT, 'shard': list(shard.shard), 'setup': shard.setup,
             'listing': [list(entry) for entry in shard.listing],
@@ -365,11 +367,10 @@ def _bag_row(part: BagPart) -> dict[str, Any]:
         assert part.confusion is not None and part.ignore_index is not None
         cm = ConfusionMatrix(len(part.confusion), part.ignore_index)
         cm.matrix[:] = part.confusion
-        lat = np.asarray(part.latencies_ms, np.float64)
+        # Scores and counts only: timings belong to the machine that ran the shard, not to the bag.
         row.update(paired=part.paired, unpaired=sum(part.unpaired.values()), skipped=sum(part.skipped.values()),
                    miou=None if math.isnan(cm.miou) else cm.miou,
-                   pixel_accuracy=None if math.isnan(cm.pixel_accuracy) else cm.pixel_accuracy,
-                   latency_p50_ms=float(np.percentile(lat, 50)) if lat.size else None)
+                   pixel_accuracy=None if math.isnan(cm.pixel_accuracy) else cm.pixel_accuracy)
     return row
 
 

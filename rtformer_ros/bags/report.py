@@ -111,15 +111,15 @@ def _markdown(report: dict[str, Any]) -> str:
 
 def _bag_table(rows: list[dict[str, Any]]) -> list[str]:
     """Per bag, failed ones first, then by mIoU from the worst: the recordings to look at come first."""
-    lines = [f'## Per bag ({len(rows)})', '', '| bag | frames | mIoU % | pixel acc. % | p50 ms | note |',
-             '|---|---|---|---|---|---|']
+    lines = [f'## Per bag ({len(rows)})', '', '| bag | frames | mIoU % | pixel acc. % | note |',
+             '|---|---|---|---|---|']
     for row in sorted(rows, key=lambda r: (r['error'] is None, -1.0 if r.get('miou') is None else r['miou'])):
         if row['error']:
-            lines.append(f'| `{row["path"]}` | – | – | – | – | not scored: {row["error"]} |')
+            lines.append(f'| `{row["path"]}` | – | – | – | not scored: {row["error"]} |')
             continue
         note = f'{row["unpaired"]} unpaired, {row["skipped"]} skipped' if row['unpaired'] or row['skipped'] else ''
-        lines.append(f'| `{row["path"]}` | {row["frames"]} | {_fmt(row["miou"])} | {_fmt(row["pixel_accuracy"])} | '
-                     f'{_fmt(row["latency_p50_ms"], 1, 1)} | {note} |')
+        lines.append(f'| `{row["path"]}` | {row["frames"]} | {_fmt(row["miou"])} | {_fmt(row["pixel_accuracy"])} '
+                     f'| {note} |')
     return [*lines, '']
 
 

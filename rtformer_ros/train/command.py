@@ -7,6 +7,7 @@ fills the rest from `TrainConfig`; ``--resume`` takes the saved recipe and accep
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import fields, replace
 from typing import Any
@@ -168,6 +169,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Train as ``args`` say; print one line and return 1 on a user error, 130 on Ctrl-C, else 0."""
+    if os.environ.get('RANK', '0') != '0':  # under torchrun rank 0's bars alone; tqdm reads this on import
+        os.environ.setdefault('TQDM_DISABLE', '1')
     from rtformer_ros.model import CheckpointError
     from rtformer_ros.train.datasets import DatasetError
     from rtformer_ros.train.loop import TrainError, train
@@ -176,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         train(cfg, resume=bool(getattr(args, 'resume', False)))
     except (TrainConfigError, DatasetError, TrainError, CheckpointError, FileNotFoundError) as err:
-        print(f'rtformer train: {err}', file=sys.stderr)
+        rank = os.environ.get('RANK', '0')  # under torchrun every process may fail, each says which it is
+        print(f'rtformer train{"" if rank == "0" else f" (rank {rank})"}: {err}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print('rtformer train: interrupted; last.pt holds the last validation point (continue with --resume)',

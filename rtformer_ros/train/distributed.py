@@ -79,8 +79,6 @@ class Distributed:
             torch.cuda.set_device(local_rank)
         if not dist.is_initialized():
             dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
-        if rank != 0:
-            os.environ['TQDM_DISABLE'] = '1'  # one progress bar per run (data checks, loaders and all), rank 0's
         return cls(rank, local_rank, world, True)
 
     def device(self, device: torch.device) -> torch.device:

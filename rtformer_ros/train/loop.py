@@ -373,7 +373,8 @@ class Trainer:
         self.dist.sync_buffers(self.model)
         self.model.eval()
         try:
-            for images, labels in tqdm(loader, desc='val', unit='img', leave=False, dynamic_ncols=True):
+            for images, labels in tqdm(loader, desc='val', unit='img', leave=False, dynamic_ncols=True,
+                                       disable=None if self.dist.main else True):
                 images = images.to(self.device, non_blocking=True)
                 size = tuple(images.shape[2:])
                 if self.cfg.val_scale != 1.0:
@@ -451,7 +452,8 @@ class Trainer:
         window: list[tuple[float, float]] = []
         bad_steps, saved_at = 0, -1
         lr = self.optimizer.param_groups[0]['lr']
-        with tqdm(total=cfg.iters, initial=self.iteration, desc='train', unit='it', dynamic_ncols=True) as bar:
+        with tqdm(total=cfg.iters, initial=self.iteration, desc='train', unit='it', dynamic_ncols=True,
+                  disable=None if self.dist.main else True) as bar:
             for images, labels in train_loader:
                 lr = self.optimizer.param_groups[0]['lr']
                 loss, aux = self.train_step(images, labels)
@@ -474,8 +476,9 @@ class Trainer:
                 if deadline < math.inf and self.dist.any(time.monotonic() > deadline, self.device):
                     break
         finished = self.iteration >= cfg.iters
-        if finished and self.dist.main:
-            save_checkpoint(self.out / FINAL, self.model, self.data.classes, extra=self._extra())
+        if finished:
+            if self.dist.main:
+                save_checkpoint(self.out / FINAL, self.model, self.data.classes, extra=self._extra())
         else:
             self._log_row(window, lr, {})
             if saved_at != self.iteration:
@@ -587,8 +590,8 @@ def _train(cfg: TrainConfig, state: dict[str, Any] | None, device: torch.device,
     precision = ' (AMP fp16)' if trainer.amp else ' (bf16 autocast)' if trainer.bf16 else ''
     if dist.active:
         backend = 'NCCL' if device.type == 'cuda' else 'gloo'
-        precision += (f'; {dist.world} processes ({backend}{", SyncBN" if cfg.sync_bn else ""}), '
-                      f'{cfg.batch_size // dist.world} samples each')
+        precision += (f'; {dist.world} process{"es" if dist.world > 1 else ""} ({backend}'
+                      f'{", SyncBN" if cfg.sync_bn else ""}), {cfg.batch_size // dist.world} samples each')
     _log(f'{cfg.dataset}: {len(data.train)} train / {len(data.val)} val{held} images, '
          f'{data.classes.num_classes} classes; {cfg.model} {params:.2f} M params on {device.type}{precision}, '
          f'{torch.get_num_threads()} threads; '
