@@ -130,5 +130,20 @@ def test_iteration_batches_split_the_global_batch_over_processes() -> None:
     shares = [IterationBatches(10, 4, seed=3, start=0, stop=6, rank=r, world=2) for r in range(2)]
     for it in range(6):
         assert shares[0].batch(it) + shares[1].batch(it) == whole.batch(it)
-    with pytest.raises(ValueError, match='global batch: it must split evenly over 3 processes'):
+    with pytest.raises(ValueError, match='a batch of 4 has no equal share 0 of 3'):
         IterationBatches(10, 4, seed=3, start=0, stop=6, rank=0, world=3)
+
+
+def test_options_that_cannot_split_are_one_named_error() -> None:
+    from rtformer_ros.train import TrainConfig
+    from rtformer_ros.train.distributed import Distributed
+    from rtformer_ros.train.loop import TrainError, _check_world
+
+    two = Distributed(rank=0, local_rank=0, world=2, active=True)
+    cpu = torch.device('cpu')
+    _check_world(TrainConfig(batch_size=4).resolved(), two, cpu)
+    for options, expected in (({'batch_size': 3}, '--batch-size 3 is the global batch: it must split evenly over 2'),
+                              ({'batch_size': 2}, 'leaves 1 sample per process: BatchNorm needs 2'),
+                              ({'batch_size': 4, 'sync_bn': True}, "--sync-bn needs GPUs (torch's SyncBatchNorm")):
+        with pytest.raises(TrainError, match=expected.replace('(', r'\(')):
+            _check_world(TrainConfig(**options).resolved(), two, cpu)

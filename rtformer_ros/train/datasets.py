@@ -295,7 +295,7 @@ class IterationBatches:
             msg = f'{num_samples} training samples cannot fill a batch of {batch_size}'
             raise DatasetError(msg)
         if batch_size % world or not 0 <= rank < world:
-            msg = f'--batch-size {batch_size} is the global batch: it must split evenly over {world} processes'
+            msg = f'a batch of {batch_size} has no equal share {rank} of {world}'
             raise DatasetError(msg)
         self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
         self.start, self.stop = start, stop
