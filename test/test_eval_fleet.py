@@ -164,7 +164,7 @@ def test_listing_and_shares(fleet: Path, tmp_path: Path) -> None:
     shares = [shard_indices(sizes, i, 3) for i in range(3)]
     assert sorted(i for share in shares for i in share) == list(range(6))
     assert [sum(sizes[i] for i in share) for share in shares] == [55, 50, 50]
-    assert parse_shard('3/4') == (3, 4)
-    for bad in ('4/4', '1', '-1/2', 'a/b'):
+    assert parse_shard('3/4') == (3, 4) and parse_shard('4/4') == (0, 4)  # 1-based array indices work too
+    for bad in ('5/4', '0/0', '1', '-1/2', 'a/b'):
         with pytest.raises(ValueError, match='expected I/N'):
             parse_shard(bad)

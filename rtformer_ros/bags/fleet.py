@@ -88,16 +88,18 @@ def find_bags(specs: Sequence[str]) -> list[tuple[str, int]]:
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """``'I/N'`` -> (I, N), 0 <= I < N (Slurm array and Kubernetes indexed Job indices are 0-based).
+    """``'I/N'`` -> (I, N) with 0 <= I < N, as Kubernetes' JOB_COMPLETION_INDEX counts. I = N is taken as 0, so
+    1-based indices (``sbatch --array=1-N``) name the same N shards; mixing the two is caught by the merge.
 
     Raises:
         ValueError: not of that form.
     """
     index, sep, count = text.partition('/')
-    if not sep or not index.strip().isdigit() or not count.strip().isdigit() or not 0 <= int(index) < int(count):
-        msg = f'--shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/4'
+    if not sep or not index.strip().isdigit() or not count.strip().isdigit() or not 0 <= int(index) <= int(count) \
+            or int(count) < 1:
+        msg = f'--shard {text!r}: expected I/N with 0 <= I < N (or 1 <= I <= N), e.g. 0/4'
         raise ValueError(msg)
-    return int(index), int(count)
+    return int(index) % int(count), int(count)
 
 
 def shard_indices(sizes: Sequence[int], index: int, count: int) -> list[int]:
