@@ -77,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     recipe = parser.add_argument_group('recipe (defaults: PaddleSeg RTFormer; per layout: ' + per_layout + ')')
     recipe.add_argument('--crop', type=_size, metavar='HxW', help='training crop')
-    recipe.add_argument('--batch-size', type=int, metavar='N')
+    recipe.add_argument('--batch-size', type=int, metavar='N',
+                        help='global batch: under torchrun split evenly over the processes (--lr belongs to it)')
     recipe.add_argument('--iters', type=int, metavar='N', help='training iterations (optimizer steps)')
     recipe.add_argument('--lr', type=float, help='base learning rate ' + _default('lr'))
     recipe.add_argument('--end-lr', type=float, help='end of the poly decay ' + _default('end_lr'))
