@@ -156,7 +156,8 @@ def add_eval_merge_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``rtformer eval-merge``."""
     parser.add_argument('parts', nargs='+', type=Path, metavar='PART',
                         help='part files of rtformer eval --shard, or folders holding them (part-*.json)')
-    parser.add_argument('--out', type=Path, default=Path('rtformer_eval') / 'merged', help='report folder')
+    parser.add_argument('--out', type=Path, default=Path('rtformer_eval') / 'merged',
+                        help='report folder (default rtformer_eval/merged)')
 
 
 def run_eval_merge(args: argparse.Namespace) -> int:
