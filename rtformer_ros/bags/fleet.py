@@ -203,6 +203,30 @@ def samples_per_bag(samples: int, bags: int) -> int:
     return math.ceil(samples / bags) if samples > 0 and bags else 0
 
 
+def _in_process(opts: EvalOptions, listing: Sequence[tuple[str, int]], indices: Sequence[int]) -> Iterator[BagPart]:
+    engine = load_engine(opts)
+    try:
+        for index in indices:
+            yield _score(opts, engine, index, listing[index][0])
+    finally:
+        if engine is not None:
+            engine.close()
+
+
+def _in_workers(opts: EvalOptions, listing: Sequence[tuple[str, int]], indices: Sequence[int],
+                workers: int) -> Iterator[BagPart]:
+    probe = load_engine(opts, names_only=True)  # a bad model: one clear error, not one per worker and bag
+    if probe is not None:
+        probe.close()
+    # Each worker gets its share of the cores (ORT would otherwise start one thread per core in each).
+    opts = replace(opts, threads=opts.threads or max(1, (os.cpu_count() or 1) // workers))
+    # spawn: no fork of a process that may hold ORT or CUDA threads.
+    with ProcessPoolExecutor(min(workers, len(indices)), get_context('spawn'), _init_worker, (opts,)) as pool:
+        futures = [pool.submit(_score_in_worker, opts, index, listing[index][0]) for index in indices]
+        for future in as_completed(futures):
+            yield future.result()
+
+
 def score_bags(opts: EvalOptions, listing: Sequence[tuple[str, int]], indices: Sequence[int], workers: int = 1,
                progress: bool | None = None) -> Iterator[BagPart]:
     """Score the bags at ``indices`` of ``listing``, in ``workers`` processes; parts in completion order.
@@ -215,36 +239,15 @@ def score_bags(opts: EvalOptions, listing: Sequence[tuple[str, int]], indices: S
     if not indices:  # a shard with no bag of its own (more shards than bags)
         return
     per_bag = replace(opts, samples=samples_per_bag(opts.samples, len(listing)), progress=False, write_bag=None)
-    bar = tqdm(total=len(indices), desc='eval', unit='bag', disable=None if progress is None else not progress)
+    parts = (_in_process(per_bag, listing, indices) if workers <= 1 or len(indices) <= 1
+             else _in_workers(per_bag, listing, indices, workers))
     frames = 0
-    with bar:
-        if workers <= 1 or len(indices) <= 1:
-            engine = load_engine(per_bag)
-            try:
-                for index in indices:
-                    part = _score(per_bag, engine, index, listing[index][0])
-                    frames += part.frames
-                    bar.set_postfix(frames=frames)
-                    bar.update()
-                    yield part
-            finally:
-                if engine is not None:
-                    engine.close()
-            return
-        probe = load_engine(per_bag, names_only=True)  # a bad model: one clear error, not one per bag
-        if probe is not None:
-            probe.close()
-        # Each worker gets its share of the cores (ORT would otherwise start one thread per core in each).
-        per_bag = replace(per_bag, threads=per_bag.threads or max(1, (os.cpu_count() or 1) // workers))
-        # spawn: no fork of a process that may hold ORT or CUDA threads.
-        with ProcessPoolExecutor(min(workers, len(indices)), get_context('spawn'), _init_worker, (per_bag,)) as pool:
-            futures = [pool.submit(_score_in_worker, per_bag, index, listing[index][0]) for index in indices]
-            for future in as_completed(futures):
-                part = future.result()
-                frames += part.frames
-                bar.set_postfix(frames=frames)
-                bar.update()
-                yield part
+    with tqdm(total=len(indices), desc='eval', unit='bag', disable=None if progress is None else not progress) as bar:
+        for part in parts:
+            frames += part.frames
+            bar.set_postfix(frames=frames)
+            bar.update()
+            yield part
 
 
 # ------------------------------------------------------------------------------------------------ shards
