@@ -82,6 +82,23 @@ def losses(out: Path) -> dict[int, float]:
         return {int(row['iter']): float(row['loss']) for row in csv.DictReader(f)}
 
 
+def assert_validation_is_the_whole_split(folder: Path, best_pt: Path) -> None:
+    """The mIoU the processes logged (three frames over two: 2 + 1, confusion matrices summed) is that of one
+    process scoring the saved model on every frame."""
+    best = load_checkpoint(best_pt)
+    dataset = SegmentationDataset(folder_samples(folder / 'val' / 'images', folder / 'val' / 'labels'),
+                                  LabelMap(CLASSES, ()))
+    conf = ConfusionMatrix(CLASSES)
+    model = best.model.eval()
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            image, label = dataset[i]
+            conf.update(label, model(torch.from_numpy(image)[None], out_size=label.shape).argmax(1)[0].numpy())
+    expect = {name: (None if np.isnan(v) else float(v)) for name, v in zip(best.classes.names, conf.iou, strict=True)}
+    assert best.extra['per_class_iou'] == pytest.approx(expect, abs=1e-6)
+    assert best.extra['val_miou'] == pytest.approx(conf.miou, abs=1e-6) and conf.total == 3 * SIDE * SIDE
+
+
 def test_two_gloo_processes_train_like_one_and_resume_with_another_world_size(folder: Path, tmp_path: Path) -> None:
     one, two = tmp_path / 'one', tmp_path / 'two'
     rtformer_train(folder, one)
@@ -95,6 +112,7 @@ def test_two_gloo_processes_train_like_one_and_resume_with_another_world_size(fo
     assert state['weights_sha256'] == [weights_digest(model)] * 2
     lead_in = losses(two)
     assert sorted(lead_in) == [1, 2] and not (two / 'final.pt').exists()
+    assert_validation_is_the_whole_split(folder, two / 'best.pt')
 
     # The same run continues in one process (a world size change) to the end.
     rtformer_train(folder, two, '--resume')
@@ -104,25 +122,6 @@ def test_two_gloo_processes_train_like_one_and_resume_with_another_world_size(fo
         assert resumed[it] == pytest.approx(reference[it], rel=rel), (it, resumed, reference)
     assert reference[3] < reference[1]  # it learns at all, so equal losses are not equal constants
     assert load_checkpoint(two / 'final.pt').extra['iteration'] == 3
-
-
-def test_two_process_validation_sums_to_the_full_split(folder: Path, tmp_path: Path) -> None:
-    out = tmp_path / 'run'
-    rtformer_train(folder, out, '--iters', '1', processes=2)
-    best = load_checkpoint(out / 'best.pt')
-    # Three validation frames over two processes (2 + 1): the summed matrix scores every frame once.
-    dataset = SegmentationDataset(folder_samples(folder / 'val' / 'images', folder / 'val' / 'labels'),
-                                  LabelMap(CLASSES, ()))
-    conf = ConfusionMatrix(CLASSES)
-    model = best.model.eval()
-    with torch.no_grad():
-        for i in range(len(dataset)):
-            image, label = dataset[i]
-            pred = model(torch.from_numpy(image)[None], out_size=label.shape).argmax(1)[0].numpy()
-            conf.update(label, pred)
-    expect = {name: (None if np.isnan(v) else float(v)) for name, v in zip(best.classes.names, conf.iou, strict=True)}
-    assert best.extra['per_class_iou'] == pytest.approx(expect, abs=1e-6)
-    assert best.extra['val_miou'] == pytest.approx(conf.miou, abs=1e-6)
 
 
 def test_iteration_batches_split_the_global_batch_over_processes() -> None:
