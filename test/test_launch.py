@@ -65,10 +65,10 @@ def test_launch_declares_the_documented_arguments(launch_tree: ast.Module) -> No
     variant = calls[0]
     assert ast.literal_eval(_keyword(variant, 'choices')) == list(VARIANTS)
     assert ast.literal_eval(_keyword(variant, 'default_value')) == 'slim'
-    # Every argument is documented in docs/node.md's launch section.
-    text = (REPO / 'docs' / 'node.md').read_text().split('## Launch and RViz', 1)[1]
-    missing = [name for name in names if f'`{name}`' not in text]
-    assert not missing, f'docs/node.md, "Launch and RViz", does not mention {missing}'
+    # Every argument is in docs/robot.md's table of launch arguments.
+    text = (REPO / 'docs' / 'robot.md').read_text()
+    missing = [name for name in names if not re.search(rf'^\| `{name}` \|', text, re.M)]
+    assert not missing, f'docs/robot.md has no row for launch argument(s) {missing}'
 
 
 def test_launch_runs_executables_that_setup_py_installs(launch_tree: ast.Module) -> None:
@@ -107,13 +107,17 @@ def test_launch_params_yaml_holds_only_declared_parameters(variant: str) -> None
     assert params['model'] == ('' if variant == 'base' else DECLARED['model'].default)
 
 
-def test_rviz_config_shows_the_input_overlay_and_colour_mask() -> None:
+def test_rviz_config_shows_every_image_without_tf() -> None:
     rviz = yaml.safe_load((CONFIG / 'rtformer.rviz').read_text())
     displays = rviz['Visualization Manager']['Displays']
-    topics = [display['Topic']['Value'] for display in displays if display['Class'] == 'rviz_default_plugins/Image']
-    assert topics == ['/image', '/segmentation/overlay', '/segmentation/color']
+    # Only Image displays: they draw without TF, so a robot (or a bag) without transforms shows everything.
+    assert {display['Class'] for display in displays} == {'rviz_default_plugins/Image'}
+    topics = [display['Topic']['Value'] for display in displays if display['Enabled']]
+    assert topics == ['/image', '/segmentation/overlay', '/segmentation/color', '/segmentation/confidence']
     published = {f'/{topic}' for topic in output_topics()} | {'/image'}
     assert set(topics) <= published
+    confidence = displays[-1]  # probabilities: a fixed 0..1 range, not stretched per frame
+    assert (confidence['Normalize Range'], confidence['Min Value'], confidence['Max Value']) == (False, 0, 1)
 
 
 def test_docs_list_every_parameter_and_topic() -> None:
