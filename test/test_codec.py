@@ -23,8 +23,6 @@ from rtformer_ros.ros.codec import (
 )
 from rtformer_ros.ros.render import blend, colorize, palette_lut
 
-pytestmark = pytest.mark.ros
-
 MAX_PIXELS = 1 << 24
 
 REFERENCE = quadrants(24, 32)

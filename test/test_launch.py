@@ -33,8 +33,6 @@ from rtformer_ros.ros.params import PARAMETERS
 from rtformer_ros.ros.probe import NodeProcess, Probe
 from rtformer_ros.ros.qos import LATCHED_QOS
 
-pytestmark = pytest.mark.ros
-
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / 'launch' / 'rtformer.launch.py'
 CONFIG = REPO / 'config'

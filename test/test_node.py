@@ -28,8 +28,6 @@ from rtformer_ros.ros.params import PARAMETERS
 from rtformer_ros.ros.probe import Inbox, NodeProcess, Probe, diagnostic_values
 from rtformer_ros.ros.qos import LATCHED_QOS
 
-pytestmark = pytest.mark.ros
-
 NODE = '/rtformer_node'
 STATUS = 'rtformer_node: image'
 CAMVID = get_classes('camvid')

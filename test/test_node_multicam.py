@@ -21,8 +21,6 @@ from std_msgs.msg import Header, String
 from rtformer_ros.ros.probe import Inbox, NodeProcess, Probe, diagnostic_values
 from rtformer_ros.ros.qos import LATCHED_QOS
 
-pytestmark = pytest.mark.ros
-
 CAMERAS = ('front', 'left')
 SIZE = (48, 64)
 

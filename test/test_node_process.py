@@ -23,8 +23,6 @@ from rtformer_ros.ros.params import DEFAULT_MODEL
 from rtformer_ros.ros.probe import NodeProcess, Probe
 from rtformer_ros.ros.qos import LATCHED_QOS
 
-pytestmark = pytest.mark.ros
-
 REPO = Path(__file__).resolve().parents[1]
 REAL_MODEL = REPO / 'models' / DEFAULT_MODEL
 
