@@ -215,12 +215,16 @@ class LaunchProcess:
 
     def __init__(self, *arguments: str) -> None:
         self.log = tempfile.NamedTemporaryFile(prefix='rtformer_launch_', suffix='.log', delete=False)
+        self._final_output: str | None = None
         # Its own process group: Ctrl-C in a terminal reaches launch and its nodes at once, and launch counts on it.
         self.process = subprocess.Popen([sys.executable, '-c', RUNNER, *arguments], stdout=self.log,
                                         stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True)
 
     @property
     def output(self) -> str:
+        """Everything launch and its nodes printed so far."""
+        if self._final_output is not None:
+            return self._final_output
         return Path(self.log.name).read_text(errors='replace')
 
     def __enter__(self) -> LaunchProcess:
@@ -234,7 +238,10 @@ class LaunchProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        print(self.output)  # shown when a test fails
+        self._final_output = self.output
+        self.log.close()
+        Path(self.log.name).unlink()
+        print(self._final_output)  # shown when a test fails
 
 
 @pytest.mark.parametrize('managed', ['false', 'true'])
