@@ -9,6 +9,11 @@ from xml.etree import ElementTree
 
 from setuptools import find_packages, setup
 
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel  # setuptools 70.1+, as pip's isolated builds get
+except ImportError:  # Ubuntu 24.04's setuptools 68, under colcon: `setup.py install` builds no wheel
+    bdist_wheel = None
+
 MANIFEST = ElementTree.parse(Path(__file__).resolve().parent / 'package.xml').getroot()
 package_name = MANIFEST.findtext('name')
 share = 'share/' + package_name
@@ -17,6 +22,32 @@ share = 'share/' + package_name
 def files(*patterns: str) -> list[str]:
     """Regular files matching the patterns (relative to the source root), sorted so installs are reproducible."""
     return sorted({path for pattern in patterns for path in glob(pattern) if Path(path).is_file()})
+
+
+WRAPPER = """#!/bin/sh
+# `ros2 run` and launch_ros look for executables in <prefix>/lib/{package}; pip puts console scripts in <prefix>/bin.
+exec "$(dirname "$0")/../../bin/{name}" "$@"
+"""
+
+
+class BdistWheelWithRosLib(bdist_wheel or object):
+    """`pip install .` builds a wheel: it also carries lib/<package>/<script> wrappers calling <prefix>/bin/<script>.
+
+    colcon runs `setup.py install|develop` instead, which setup.cfg already points at lib/<package>.
+    """
+
+    def run(self) -> None:
+        folder = Path(self.bdist_dir).parent / 'ros_lib'
+        folder.mkdir(parents=True, exist_ok=True)
+        wrappers = []
+        for entry in self.distribution.entry_points['console_scripts']:
+            name = entry.split('=')[0].strip()
+            wrapper = folder / name
+            wrapper.write_text(WRAPPER.format(package=package_name, name=name))
+            wrapper.chmod(0o755)  # the wheel keeps the mode, and pip installs it executable
+            wrappers.append(str(wrapper))
+        self.distribution.data_files.append(('lib/' + package_name, wrappers))
+        super().run()
 
 
 setup(
@@ -48,4 +79,5 @@ setup(
             'rtformer_node = rtformer_ros.ros.node:main',
         ],
     },
+    cmdclass={'bdist_wheel': BdistWheelWithRosLib} if bdist_wheel else {},
 )

@@ -20,6 +20,8 @@ from PIL import Image
 from rtformer_ros.classes import get_classes
 from rtformer_ros.demo import VTEST_MEMBER, DemoError, extract_from_deb, fetch_vtest, main
 
+pytestmark = pytest.mark.ros
+
 FRAMES, HEIGHT, WIDTH, FPS = 12, 160, 200, 10.0
 # BGR stripes the tiny model labels as 0 (red), 1 (green), 2 (blue), 3 (dark): a quarter of the picture each.
 STRIPES = ((0, 0, 255), (0, 255, 0), (255, 0, 0), (0, 0, 0))

@@ -1,12 +1,23 @@
-"""Launch file, params YAMLs, RViz config and docs/node.md checked against the real node: launch_ros cannot run
-here, so the launch file is read with ast, and the node is started with each params file as the launch would."""
+"""Launch file, params YAMLs, RViz config and docs/node.md checked against the real node.
+
+Where the real launch/launch_ros packages are installed (a sourced ROS 2, or the throwaway venvs of docs/robot.md,
+"Launch under the real launch packages"), the launch file is run by ``LaunchService`` as ``ros2 launch`` runs it,
+from the installed package (colcon or pip), and must serve labels. Elsewhere (CI: no wheels of launch exist) those
+tests skip, and the node is started with each params file and the remaps the launch file passes.
+"""
 
 from __future__ import annotations
 
 import ast
 import fnmatch
+import os
 import re
+import signal
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +38,8 @@ LAUNCH = REPO / 'launch' / 'rtformer.launch.py'
 CONFIG = REPO / 'config'
 VARIANTS = ('slim', 'base')
 DECLARED = {spec.name: spec for spec in PARAMETERS}
+ARGUMENTS = ['variant', 'model', 'image', 'camera_info', 'cameras', 'namespace', 'params_file', 'use_sim_time',
+             'input_transport', 'log_level', 'respawn', 'managed', 'autostart', 'rviz']
 
 
 def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
@@ -46,26 +59,29 @@ def launch_tree() -> ast.Module:
 def test_launch_declares_the_documented_arguments(launch_tree: ast.Module) -> None:
     calls = _calls(launch_tree, 'DeclareLaunchArgument')
     names = [ast.literal_eval(call.args[0]) for call in calls]
-    assert names == ['variant', 'model', 'image', 'camera_info', 'namespace', 'params_file', 'use_sim_time',
-                     'input_transport']
+    assert names == ARGUMENTS
     variant = calls[0]
     assert ast.literal_eval(_keyword(variant, 'choices')) == list(VARIANTS)
     assert ast.literal_eval(_keyword(variant, 'default_value')) == 'slim'
-    assert [f.name for f in launch_tree.body if isinstance(f, ast.FunctionDef)] == ['_node',
-                                                                                    'generate_launch_description']
+    # Every argument is in docs/robot.md's table of launch arguments.
+    text = (REPO / 'docs' / 'robot.md').read_text()
+    missing = [name for name in names if not re.search(rf'^\| `{name}` \|', text, re.M)]
+    assert not missing, f'docs/robot.md has no row for launch argument(s) {missing}'
 
 
-def test_launch_runs_an_executable_that_setup_py_installs(launch_tree: ast.Module) -> None:
+def test_launch_runs_executables_that_setup_py_installs(launch_tree: ast.Module) -> None:
     constants = {node.targets[0].id: ast.literal_eval(node.value) for node in launch_tree.body
-                 if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)}
-    (node_call,) = _calls(launch_tree, 'Node')
-    assert ast.unparse(_keyword(node_call, 'executable')) == 'EXECUTABLE'
-    assert (constants['PACKAGE'], constants['EXECUTABLE']) == ('rtformer_ros', NODE_NAME)
+                 if isinstance(node, ast.Assign) and isinstance(node.value, (ast.Constant, ast.Dict))}
+    assert (constants['PACKAGE'], constants['NODE_NAME']) == ('rtformer_ros', NODE_NAME)
     setup = ast.parse((REPO / 'setup.py').read_text())
     scripts = [ast.literal_eval(node) for node in ast.walk(setup) if isinstance(node, ast.Constant)
                and isinstance(node.value, str) and re.fullmatch(r'\s*\w+\s*=\s*[\w.]+:\w+\s*', node.value)]
     entry = {line.split('=')[0].strip(): line.split('=')[1].strip() for line in scripts}
     assert entry.get(NODE_NAME) == 'rtformer_ros.ros.node:main'
+    # managed:=false|true picks rtformer_node|rtformer_lifecycle_node; the lifecycle one comes with its module.
+    assert constants['EXECUTABLES']['false'] == NODE_NAME
+    if find_spec('rtformer_ros.ros.lifecycle') is not None:
+        assert constants['EXECUTABLES']['true'] in entry
     # The launch file and configs it needs are installed to share/: some data_files glob in setup.py matches them.
     patterns = [node.value for node in ast.walk(setup) if isinstance(node, ast.Constant)
                 and isinstance(node.value, str) and '*' in node.value]
@@ -73,15 +89,6 @@ def test_launch_runs_an_executable_that_setup_py_installs(launch_tree: ast.Modul
     for path in shipped:
         relative = path.relative_to(REPO).as_posix()
         assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), relative
-
-
-def test_launch_params_files_exist_for_every_variant(launch_tree: ast.Module) -> None:
-    (default,) = [_keyword(call, 'default_value') for call in _calls(launch_tree, 'DeclareLaunchArgument')
-                  if ast.literal_eval(call.args[0]) == 'params_file']
-    text = ast.unparse(default)
-    assert "'config'" in text and "['rtformer_', LaunchConfiguration('variant'), '.yaml']" in text
-    for variant in VARIANTS:
-        assert (CONFIG / f'rtformer_{variant}.yaml').is_file(), variant
 
 
 @pytest.mark.parametrize('variant', VARIANTS)
@@ -98,13 +105,17 @@ def test_launch_params_yaml_holds_only_declared_parameters(variant: str) -> None
     assert params['model'] == ('' if variant == 'base' else DECLARED['model'].default)
 
 
-def test_rviz_config_shows_the_input_overlay_and_colour_mask() -> None:
+def test_rviz_config_shows_every_image_without_tf() -> None:
     rviz = yaml.safe_load((CONFIG / 'rtformer.rviz').read_text())
     displays = rviz['Visualization Manager']['Displays']
-    topics = [display['Topic']['Value'] for display in displays if display['Class'] == 'rviz_default_plugins/Image']
-    assert topics == ['/image', '/segmentation/overlay', '/segmentation/color']
+    # Only Image displays: they draw without TF, so a robot (or a bag) without transforms shows everything.
+    assert {display['Class'] for display in displays} == {'rviz_default_plugins/Image'}
+    topics = [display['Topic']['Value'] for display in displays if display['Enabled']]
+    assert topics == ['/image', '/segmentation/overlay', '/segmentation/color', '/segmentation/confidence']
     published = {f'/{topic}' for topic in output_topics()} | {'/image'}
     assert set(topics) <= published
+    confidence = displays[-1]  # probabilities: a fixed 0..1 range, not stretched per frame
+    assert (confidence['Normalize Range'], confidence['Min Value'], confidence['Max Value']) == (False, 0, 1)
 
 
 def test_docs_list_every_parameter_and_topic() -> None:
@@ -164,3 +175,123 @@ def test_launch_remaps_and_namespace_reach_every_topic(probe: Probe, tiny_model:
         finally:
             probe.unsubscribe(labels)
             probe.node.destroy_publisher(publisher)
+
+
+# --- under the real launch/launch_ros: skipped where they are not installed (CI) ---------------------------------
+
+# What `ros2 launch rtformer_ros rtformer.launch.py name:=value ...` does (ros2launch's launch_a_launch_file), from
+# the installed package that ament_index finds (a colcon install or a `pip install .` prefix on AMENT_PREFIX_PATH).
+RUNNER = """
+import sys
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription, LaunchService
+from launch.actions import IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+path = get_package_share_directory('rtformer_ros') + '/launch/rtformer.launch.py'
+arguments = [tuple(arg.split(':=', 1)) for arg in sys.argv[1:]]
+service = LaunchService(argv=sys.argv[1:])
+service.include_launch_description(LaunchDescription([
+    IncludeLaunchDescription(PythonLaunchDescriptionSource(path), launch_arguments=arguments)]))
+sys.exit(service.run())
+"""
+
+
+@pytest.fixture(scope='module')
+def install_prefix() -> Path:
+    """Where rtformer_ros is installed for launch_ros: <prefix>/lib/rtformer_ros and <prefix>/share/rtformer_ros."""
+    if find_spec('launch') is None or find_spec('launch_ros') is None:
+        pytest.skip('launch/launch_ros are not installed (no PyPI wheels): see docs/robot.md for a real-launch run')
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    try:
+        return Path(get_package_prefix('rtformer_ros'))
+    except PackageNotFoundError:
+        pytest.skip('rtformer_ros is not installed on AMENT_PREFIX_PATH (colcon build, or pip install . and '
+                    'AMENT_PREFIX_PATH=<venv>)')
+
+
+class LaunchProcess:
+    """The launch file under LaunchService in a child process; stopped with SIGINT like Ctrl-C on `ros2 launch`."""
+
+    def __init__(self, *arguments: str) -> None:
+        self.log = tempfile.NamedTemporaryFile(prefix='rtformer_launch_', suffix='.log', delete=False)
+        self._final_output: str | None = None
+        # Its own process group: Ctrl-C in a terminal reaches launch and its nodes at once, and launch counts on it.
+        self.process = subprocess.Popen([sys.executable, '-c', RUNNER, *arguments], stdout=self.log,
+                                        stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True)
+
+    @property
+    def output(self) -> str:
+        """Everything launch and its nodes printed so far."""
+        if self._final_output is not None:
+            return self._final_output
+        return Path(self.log.name).read_text(errors='replace')
+
+    def __enter__(self) -> LaunchProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._final_output = self.output
+        self.log.close()
+        Path(self.log.name).unlink()
+        print(self._final_output)  # shown when a test fails
+
+
+@pytest.mark.parametrize('managed', ['false', 'true'])
+def test_real_launch_serves_labels(managed: str, install_prefix: Path, probe: Probe) -> None:
+    # launch_ros runs <prefix>/lib/rtformer_ros/<executable>: colcon installs the console scripts there, pip wrappers.
+    name = 'rtformer_lifecycle_node' if managed == 'true' else NODE_NAME
+    executable = install_prefix / 'lib' / 'rtformer_ros' / name
+    if managed == 'true' and not executable.is_file():
+        pytest.skip(f'{executable} is not installed (a build without the lifecycle node)')
+    assert os.access(executable, os.X_OK), executable
+    # The default variant: config/rtformer_slim.yaml and the shipped model, found through the package's share/.
+    with LaunchProcess('namespace:=robot', 'image:=/cam/image_raw', f'managed:={managed}') as launch:
+        publisher = probe.publisher(Image, '/cam/image_raw', qos_profile_sensor_data)
+        labels = probe.subscribe(Image, '/robot/segmentation/labels')
+        try:
+            probe.wait_for_subscribers(publisher, timeout=90)  # model load; the managed node subscribes on activate
+            frame = np.zeros((48, 64, 3), np.uint8)
+            (out,) = probe.exchange(publisher, lambda stamp: image_message(Header(stamp=stamp), frame, 'rgb8'),
+                                    [labels], timeout=60)
+            assert (out.height, out.width, out.encoding) == (48, 64, 'mono8')
+        finally:
+            probe.unsubscribe(labels)
+            probe.node.destroy_publisher(publisher)
+        assert launch.process.poll() is None, launch.output
+    assert launch.process.returncode == 0 and 'process has finished cleanly' in launch.output, launch.output
+
+
+@pytest.mark.parametrize(('arguments', 'message'), [
+    (['params_file:=/no/such.yaml'], 'params_file /no/such.yaml does not exist'),
+    # The default params_file of variant:=base resolves to the installed config/rtformer_base.yaml.
+    (['variant:=base'], 'variant:=base needs model:=...'),
+])
+def test_real_launch_stops_with_the_reason(arguments: list[str], message: str, install_prefix: Path) -> None:
+    with LaunchProcess(*arguments) as launch:
+        try:
+            code = launch.process.wait(90)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f'launch still running: {launch.output[-3000:]}')
+    assert message in launch.output
+    if arguments[0].startswith('params_file'):
+        assert code != 0, launch.output  # an error of the launch itself, before any node starts
+        assert '[rtformer_node' not in launch.output
+
+
+def test_real_launch_passes_cameras_log_level_and_respawn(install_prefix: Path, probe: Probe) -> None:
+    with LaunchProcess('namespace:=robot', 'cameras:=front,rear') as launch:
+        probe.wait_until(lambda: probe.node.count_subscribers('/robot/rear/image') >= 1, 90, '/robot/rear/image')
+        assert probe.get_parameters(f'/robot/{NODE_NAME}', ['cameras']) == {'cameras': ['front', 'rear']}
+        assert launch.process.poll() is None, launch.output
+    # A node that exits (here: no such model) is started again; the debug level reaches rcl's own logging.
+    with LaunchProcess('model:=/no/such.onnx', 'respawn:=true', 'log_level:=debug') as launch:
+        probe.wait_until(lambda: launch.output.count('/no/such.onnx') >= 2, 60, 'a respawned node')
+        assert '[DEBUG]' in launch.output

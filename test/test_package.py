@@ -248,3 +248,43 @@ def test_readme_quick_start_is_two_executable_scripts():
     for command in commands:
         script = REPO / command
         assert os.access(script, os.X_OK), f'{command} is not executable (chmod +x, then git add)'
+
+
+# --- pip install ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def pip_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`pip install .` of this source tree into a fresh prefix (laid out like a venv); the prefix."""
+    prefix = tmp_path_factory.mktemp('pip_prefix')
+    # No build isolation: CI may have no index to fetch setuptools from; this venv's (79) builds the wheel as pip's.
+    result = subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps', '--no-build-isolation',
+                             '--prefix', str(prefix), str(REPO)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f'pip install . failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
+    return prefix
+
+
+def test_pip_install_gives_ros2_run_and_launch_ros_their_executables(pip_prefix: Path):
+    (site,) = pip_prefix.glob('lib/python*/site-packages')
+    env = dict(os.environ, PYTHONPATH=str(site), AMENT_PREFIX_PATH=str(pip_prefix))
+    # What `ros2 run` and launch_ros do: the package prefix from the ament index, then <prefix>/lib/<package>/<name>.
+    found = subprocess.run([sys.executable, '-c', 'from ament_index_python.packages import get_package_prefix; '
+                            f'print(get_package_prefix("{PACKAGE}"))'], env=env, cwd=pip_prefix,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(found) == pip_prefix
+    for name in CONSOLE_SCRIPTS:
+        assert os.access(pip_prefix / 'lib' / PACKAGE / name, os.X_OK), f'lib/{PACKAGE}/{name} missing'
+    assert (pip_prefix / 'share' / PACKAGE / 'launch' / 'rtformer.launch.py').is_file()
+    help_text = subprocess.run([str(pip_prefix / 'lib' / PACKAGE / 'rtformer'), '--help'], env=env, cwd=pip_prefix,
+                               capture_output=True, text=True, timeout=120)
+    assert help_text.returncode == 0 and 'usage' in help_text.stdout.lower(), help_text.stderr[-3000:]
+    # The node's wrapper runs the node itself: a missing model is its one-line error, exit 1.
+    node = subprocess.run([str(pip_prefix / 'lib' / PACKAGE / 'rtformer_node'), '--ros-args', '-p',
+                           'model:=/no/such.onnx'], env=env, cwd=pip_prefix, capture_output=True, text=True,
+                          timeout=120)
+    assert node.returncode == 1 and node.stderr.startswith('rtformer_node: ') and '/no/such.onnx' in node.stderr, (
+        node.stderr[-3000:])
+    # Imported from the prefix, not from the source tree.
+    where = subprocess.run([sys.executable, '-c', f'import {PACKAGE}; print({PACKAGE}.__file__)'], env=env,
+                           cwd=pip_prefix, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(where).is_relative_to(site)

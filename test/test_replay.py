@@ -20,6 +20,8 @@ from rtformer_ros.bags import add_eval_arguments, add_replay_arguments, run_eval
 from rtformer_ros.bags.dataset import find_samples, write_dataset_bag
 from rtformer_ros.bags.reader import BagReader, header_stamp_ns
 
+pytestmark = pytest.mark.ros
+
 IMAGE, LABELS, PRED = '/camera/image_raw', '/camera/labels', '/camera/segmentation/labels'
 
 

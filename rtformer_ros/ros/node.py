@@ -379,18 +379,21 @@ class SegmentationNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the node until Ctrl-C or shutdown; a bad model or parameter is one line on stderr and exit 1."""
+    # Not `with rclpy.init(...)`: init returns a context manager only from rclpy 7.2 (Kilted), not on Jazzy.
+    rclpy.init(args=args)
     try:
-        with rclpy.init(args=args):
-            node = SegmentationNode()
-            try:
-                rclpy.spin(node)
-            finally:
-                node.destroy_node()
+        node = SegmentationNode()
+        try:
+            rclpy.spin(node)
+        finally:
+            node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (EngineError, NodeError, ParamError) as err:
         print(f'{NODE_NAME}: {err}', file=sys.stderr)
         return 1
+    finally:
+        rclpy.try_shutdown()
     return 0
 
 
