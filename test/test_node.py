@@ -29,7 +29,7 @@ from rtformer_ros.ros.probe import Inbox, NodeProcess, Probe, diagnostic_values
 from rtformer_ros.ros.qos import LATCHED_QOS
 
 NODE = '/rtformer_node'
-STATUS = 'rtformer_node: image'
+STATUS = '/rtformer_node: image'
 CAMVID = get_classes('camvid')
 SIZE = (48, 64)  # not the model's 64x80: outputs must come back at the input size
 
