@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.task import Future
 
@@ -25,7 +26,13 @@ from rtformer_ros.ros.node import NODE_NAME, NodeError, resolve_model, run
 from rtformer_ros.ros.segmenter import Segmenter
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from lifecycle_msgs.srv import ChangeState
+    from rclpy.impl.rcutils_logger import RcutilsLogger
     from rclpy.lifecycle import LifecycleState
+
+    _Handler = Callable[[ChangeState.Request, ChangeState.Response], ChangeState.Response]
 
 __all__ = ['SegmentationLifecycleNode', 'main']
 
@@ -42,6 +49,8 @@ class SegmentationLifecycleNode(LifecycleNode):
         super().__init__(NODE_NAME, **kwargs)  # type: ignore[arg-type]
         self.done: Future[int] = Future()  # gets an exit code when the node gives up (on_failure:=exit)
         self._segmenter = Segmenter(self, self.done.set_result)
+        service = self._service_change_state
+        service.callback = _refuse_invalid_transitions(service.callback, self.get_logger())
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
@@ -80,6 +89,24 @@ class SegmentationLifecycleNode(LifecycleNode):
         """Stop and release whatever the current state holds, then the ROS entities."""
         self._release()
         super().destroy_node()
+
+
+def _refuse_invalid_transitions(callback: _Handler, logger: RcutilsLogger) -> _Handler:
+    """Answer success=false to a transition the current state does not have.
+
+    rclpy 7.1 (Jazzy) raises RCLError out of the change_state service instead, which ends the executor's spin
+    and so the process (`ros2 lifecycle set /rtformer_node activate` from unconfigured would kill the node);
+    7.2 answers false itself. The state machine is untouched when the transition cannot start.
+    """
+    def guarded(request: ChangeState.Request, response: ChangeState.Response) -> ChangeState.Response:
+        try:
+            return callback(request, response)
+        except _rclpy.RCLError as err:
+            logger.error(f'change_state {request.transition.label or request.transition.id} refused: '
+                         f'{str(err).splitlines()[0]}')
+            response.success = False
+            return response
+    return guarded
 
 
 def main(args: list[str] | None = None) -> int:

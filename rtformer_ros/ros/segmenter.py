@@ -249,6 +249,7 @@ class Segmenter:
             self._engine.close()
             self._engine = None
             logging.getLogger('rtformer_ros').removeHandler(self._log_handler)
+            self._node.get_logger().info(f'{self._model}: ONNX Runtime session released')
 
     # --- setup ----------------------------------------------------------------------------------------------
 
