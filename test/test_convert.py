@@ -8,7 +8,11 @@ import re
 
 import numpy as np
 import pytest
-import torch
+
+try:  # dev-only (requirements-dev.txt): absent on robots, skipped there
+    import torch
+except ImportError:
+    pytest.skip('torch is not installed', allow_module_level=True)
 
 from rtformer_ros.cli import main
 from rtformer_ros.model import CheckpointError, build_rtformer, load_checkpoint
