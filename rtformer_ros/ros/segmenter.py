@@ -235,7 +235,7 @@ class Segmenter:
         """Stop the worker (it finishes the frame in hand) and destroy what ``activate`` created."""
         if self._slots is not None:
             self._slots.close()
-        if self._worker is not None and self._worker is not threading.current_thread():
+        if self._worker is not None:
             self._worker.join(timeout=10.0)
         self._worker = self._slots = self._diagnostics = None
         for destroy, entity in reversed(self._entities):
