@@ -150,7 +150,7 @@ class CameraStats:
             problems.insert(0, f'{new_failed} frames failed inference')
         if new_malformed:
             problems.append(f'{new_malformed} malformed frames dropped')
-        if len(confidence):
+        if len(confidence) and limits.ood_window:  # a window left from before ood_window:=0 is not shown
             mean, low = confidence.mean(axis=0)
             values += [('mean_confidence', f'{mean:.3f}'), ('low_confidence_share', f'{low:.3f}'),
                        ('confidence_frames', str(len(confidence)))]
