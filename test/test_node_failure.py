@@ -8,6 +8,7 @@ is not one flat colour (test/tiny_model.py, ``fail_unless_flat``).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,3 +109,30 @@ def test_node_keeps_serving_after_failures_with_on_failure_keep(failing_model: P
             probe.node.destroy_publisher(pub)
         assert node.stop() == 0
     assert 'inference failures in a row' in node.output and 'going on (on_failure:=keep)' in node.output
+
+
+def test_lifecycle_node_exits_nonzero_after_max_failures_in_a_row(failing_model: Path, probe: Probe) -> None:
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    params = {'model': failing_model, 'max_failures': 2, 'input_qos': 'reliable'}
+    executable = [sys.executable, '-m', 'rtformer_ros.ros.lifecycle']
+    with NodeProcess(params=params, executable=executable) as node:
+        for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+            request = ChangeState.Request(transition=Transition(id=transition))
+            assert probe.call(ChangeState, '/rtformer_node/change_state', request, timeout=60).success
+        pub = probe.publisher(Image, 'image', RELIABLE)
+        labels = probe.subscribe(Image, 'segmentation/labels')
+        try:
+            probe.wait_for_subscribers(pub, timeout=30)
+            make = _frame(quadrants(48, 64))
+            deadline = time.monotonic() + 60
+            while node.alive() and time.monotonic() < deadline:
+                pub.publish(make(probe.next_stamp()))
+                time.sleep(0.2)
+            code = node.wait(30)
+        finally:
+            probe.unsubscribe(labels)
+            probe.node.destroy_publisher(pub)
+    assert code == EXIT_FAILED, node.output
+    assert '2 inference failures in a row' in node.output and 'Traceback' not in node.output
