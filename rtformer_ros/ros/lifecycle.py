@@ -96,7 +96,7 @@ def _refuse_invalid_transitions(callback: _Handler, logger: RcutilsLogger) -> _H
 
     rclpy 7.1 (Jazzy) raises RCLError out of the change_state service instead, which ends the executor's spin
     and so the process (`ros2 lifecycle set /rtformer_node activate` from unconfigured would kill the node);
-    7.2 answers false itself. The state machine is untouched when the transition cannot start.
+    Kilted's 9.1 answers false itself. The state machine is untouched when the transition cannot start.
     """
     def guarded(request: ChangeState.Request, response: ChangeState.Response) -> ChangeState.Response:
         try:

@@ -109,9 +109,9 @@ class SegmentationNode(Node):
 def run(make_node: Callable[[], SegmentationNode | SegmentationLifecycleNode], args: list[str] | None) -> int:
     """Spin a node until Ctrl-C, shutdown or its ``done`` future; the process's exit code.
 
-    rclpy.init/try_shutdown by hand, not ``with rclpy.init()``: that is a context manager only from rclpy 7.2
-    (Kilted), and the node must run on Jazzy's 7.1 too. A bad model or parameter is one line on stderr and 1;
-    giving up after repeated inference failures is ``EXIT_FAILED``; Ctrl-C is a quiet 0.
+    rclpy.init/try_shutdown by hand, not ``with rclpy.init()``: that is a context manager only after Jazzy's
+    rclpy 7.1 (Kilted's 9.1 has it), and the node must run on both. A bad model or parameter is one line on
+    stderr and 1; giving up after repeated inference failures is ``EXIT_FAILED``; Ctrl-C is a quiet 0.
     """
     rclpy.init(args=args)
     node = None
