@@ -77,6 +77,7 @@ setup(
         'console_scripts': [
             'rtformer = rtformer_ros.cli:main',
             'rtformer_node = rtformer_ros.ros.node:main',
+            'rtformer_lifecycle_node = rtformer_ros.ros.lifecycle:main',
         ],
     },
     cmdclass={'bdist_wheel': BdistWheelWithRosLib} if bdist_wheel else {},

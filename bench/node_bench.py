@@ -42,7 +42,7 @@ from rtformer_ros.ros.probe import NodeProcess, Probe, ProbeError, diagnostic_va
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / 'models' / 'rtformer_slim_camvid_360x480.onnx'
-STATUS = 'rtformer_node: image'
+STATUS = '/rtformer_node: image'  # the node's full name and camera
 
 
 def _tiny_model(folder: Path) -> Path:

@@ -1,9 +1,11 @@
-"""Test helpers shared by the codec and node tests: flat-colour frames the tiny model segments exactly, and a
-reference encoder that writes an RGB frame in any ROS encoding as a sensor_msgs/Image."""
+"""Test helpers shared by the codec and node tests: flat-colour frames the tiny model segments exactly, a
+reference encoder that writes an RGB frame in any ROS encoding as a sensor_msgs/Image, and decompression bombs."""
 
 from __future__ import annotations
 
 import array
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -121,3 +123,29 @@ def frame_message(rgb: np.ndarray, encoding: str, pad: int = 0, bigendian: bool 
                 step=raw.shape[1])
     msg.data = array.array('B', raw.tobytes())
     return msg
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid 8-bit grayscale PNG of ``width`` x ``height`` zeros: ~1 KB per 1000x1000, made row by row so
+    building it never holds the image (20000x20000: 389 KB, 400 MB decoded)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack('>I', len(body)) + kind + body + struct.pack('>I', zlib.crc32(kind + body))
+
+    compressor = zlib.compressobj(9)
+    rows = bytes((width + 1) * 64)  # 64 rows: filter byte 0, then zeros
+    idat = [compressor.compress(rows) for _ in range(height // 64)]
+    idat.append(compressor.compress(bytes((width + 1) * (height % 64))))
+    idat.append(compressor.flush())
+    header = struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0)
+    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', b''.join(idat)) + chunk(b'IEND', b'')
+
+
+def jpeg_bomb(width: int, height: int) -> bytes:
+    """A 16x16 JPEG whose frame header (SOF0) says ``width`` x ``height`` (at most 65535): libjpeg decodes it
+    to the full declared size, filling the missing data (20000x20000: 631 bytes, 1.2 GB decoded as BGR)."""
+    ok, encoded = cv2.imencode('.jpg', np.zeros((16, 16, 3), np.uint8))
+    assert ok
+    data = bytearray(encoded.tobytes())
+    sof = data.index(b'\xff\xc0')
+    data[sof + 5:sof + 9] = height.to_bytes(2, 'big') + width.to_bytes(2, 'big')
+    return bytes(data)

@@ -9,17 +9,21 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from ros_helpers import encode_pixels, frame_message, interior, quadrants
+from ros_helpers import encode_pixels, frame_message, interior, jpeg_bomb, png_bomb, quadrants
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from rtformer_ros.ros.codec import (
+    JPEG_FORMAT,
     SUPPORTED_ENCODINGS,
     CodecError,
+    check_compressed,
+    compressed_size,
     decode_compressed,
     decode_image,
     decode_labels,
     image_message,
+    jpeg_message,
 )
 from rtformer_ros.ros.render import blend, colorize, palette_lut
 
@@ -143,13 +147,53 @@ def test_codec_decodes_16_bit_png() -> None:
     assert decoded.image.dtype == np.uint8 and np.array_equal(decoded.rgb(), REFERENCE)
 
 
+def _png_with_broken_data() -> bytes:
+    ok, encoded = cv2.imencode('.png', REFERENCE)
+    assert ok
+    return encoded.tobytes()[:33] + bytes(100)  # signature and IHDR intact, image data zeros
+
+
 @pytest.mark.parametrize(('msg', 'reason'), [
-    (_compressed('jpeg', b'\xff\xd8\xff\xe0 definitely not a jpeg'), r'cannot decode 26 bytes of jpeg data'),
+    (_compressed('png', _png_with_broken_data()), r'cannot decode 133 bytes of png data'),
+    (_compressed('jpeg', b'\xff\xd8\xff\xe0 definitely not a jpeg'), r'JPEG data has no frame header \(SOF\)'),
+    (_compressed('jpeg', b'\xff\xd8\xff\xe0\x00\x04ab\x00\x00\x00\x00'), r'JPEG data is corrupt: no marker at byte 8'),
+    (_compressed('png', b'\x89PNG\r\n\x1a\n\x00\x00'), r'PNG data has no IHDR header'),
+    (_compressed('jpeg', b'GIF89a'), r'data is neither JPEG nor PNG \(starts with 47 49 46 38 39 61\)'),
     (_compressed('jpeg', b''), r'empty compressed data'),
     (_compressed('16UC1; compressedDepth png', b'\x89PNG'), r'unsupported compressed format'),
     (_compressed('webp', b'RIFF'), r"unsupported compressed format 'webp'"),
-], ids=['undecodable', 'empty', 'compressed-depth', 'webp'])
+    (_compressed('png', png_bomb(0, 5)), r'png header declares zero size 0x5'),
+], ids=['undecodable', 'no-sof', 'bad-marker', 'no-ihdr', 'gif', 'empty', 'compressed-depth', 'webp', 'zero-size'])
 def test_codec_rejects_bad_compressed_images_with_a_reason(msg: CompressedImage, reason: str) -> None:
+    with pytest.raises(CodecError, match=reason):
+        decode_compressed(msg, MAX_PIXELS)
+
+
+def _with_app_segments(jpeg: bytes) -> bytes:
+    """``jpeg`` with an EXIF-like APP1 segment and fill bytes between SOI and the rest, as cameras write."""
+    app1 = b'\xff\xe1' + (2 + 300).to_bytes(2, 'big') + bytes(300)
+    return jpeg[:2] + app1 + b'\xff\xff' + jpeg[2:]
+
+
+@pytest.mark.parametrize(('kind', 'encode'), [
+    ('png', lambda img: cv2.imencode('.png', img)[1].tobytes()),
+    ('jpeg', lambda img: cv2.imencode('.jpg', img)[1].tobytes()),
+    ('jpeg', lambda img: cv2.imencode('.jpg', img, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()),
+    ('jpeg', lambda img: _with_app_segments(cv2.imencode('.jpg', img)[1].tobytes())),
+], ids=['png', 'jpeg', 'jpeg-progressive', 'jpeg-app1'])
+def test_codec_reads_the_size_from_the_header(kind: str, encode) -> None:
+    data = encode(np.zeros((37, 53, 3), np.uint8))
+    for container in (data, array.array('B', data), np.frombuffer(data, np.uint8)):  # bytes, rclpy, rosbags
+        assert compressed_size(container) == (kind, 53, 37)
+    assert decode_compressed(_compressed(kind, data), MAX_PIXELS).image.shape == (37, 53, 3)
+
+
+@pytest.mark.parametrize(('kind', 'bomb'), [('png', png_bomb), ('jpeg', jpeg_bomb)])
+def test_codec_rejects_decompression_bombs_from_their_header(kind: str, bomb) -> None:
+    msg = _compressed(kind, bomb(20000, 20000))
+    reason = f'{kind} header declares 20000x20000 = 400000000 pixels is more than max_pixels={MAX_PIXELS}'
+    with pytest.raises(CodecError, match=reason):
+        check_compressed(msg, MAX_PIXELS)  # what the node's callback runs: the header only
     with pytest.raises(CodecError, match=reason):
         decode_compressed(msg, MAX_PIXELS)
 
@@ -159,6 +203,18 @@ def test_codec_checks_max_pixels_of_compressed_images() -> None:
     assert ok
     with pytest.raises(CodecError, match='more than max_pixels=100'):
         decode_compressed(_compressed('png', encoded.tobytes()), 100)
+
+
+@pytest.mark.parametrize('quality', [95, 10])
+def test_codec_builds_jpeg_messages_that_decode_back(quality: int) -> None:
+    header = Header(frame_id='camera_optical_frame')
+    msg = jpeg_message(header, REFERENCE, quality)
+    assert msg.header is header and msg.format == JPEG_FORMAT
+    assert isinstance(msg.data, array.array) and msg.data.typecode == 'B'
+    decoded = decode_compressed(msg, MAX_PIXELS)
+    error = _error(decoded.rgb(), REFERENCE)
+    assert error <= (8.0 if quality == 95 else 30.0), error
+    assert len(jpeg_message(header, REFERENCE, 10).data) < len(jpeg_message(header, REFERENCE, 95).data)
 
 
 @pytest.mark.parametrize(('pixels', 'encoding'), [

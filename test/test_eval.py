@@ -175,6 +175,17 @@ def test_eval_counts_unpaired_and_corrupt_messages_and_scores_the_rest(tiny_mode
         iou = got['per_class_iou']
         assert (iou['Sky'], iou['Building'], iou['Pole'], iou['Tree'], iou['Road']) == (1.0, 1.0, 0.0, 0.0, None)
         assert got['miou'] == pytest.approx(0.5) and got['pixel_accuracy'] == pytest.approx(2 / 3)
+        # The node's out-of-domain band comes from the confidence of the scored frames (all three the same).
+        with SegmentationEngine(tiny_model, providers='cpu') as engine:
+            confidence = engine.infer(bgr, 'bgr').confidence
+        mean, low = float(confidence.mean()), float((confidence < 0.5).mean())
+        conf = got['confidence']
+        assert conf['frames'] == 3 and conf['threshold'] == 0.5
+        assert conf['mean'] == pytest.approx(mean, abs=1e-6) and conf['frame_mean_p1'] == pytest.approx(mean, abs=1e-6)
+        assert conf['low_share'] == pytest.approx(low, abs=1e-6)
+        assert conf['ood_band'] == {'ood_threshold': 0.5, 'ood_min_confidence': math.floor(mean * 100) / 100,
+                                    'ood_max_low_share': math.ceil(low * 100) / 100}
+        assert 'Out-of-domain band for rtformer_node' in (out / 'report.md').read_text()
 
 
 def test_eval_of_missing_topic_lists_the_bags_topics(camvid_dir: Path, tiny_model: Path, tmp_path: Path,

@@ -29,14 +29,16 @@ from rtformer_ros.ros.probe import Inbox, NodeProcess, Probe, diagnostic_values
 from rtformer_ros.ros.qos import LATCHED_QOS
 
 NODE = '/rtformer_node'
-STATUS = 'rtformer_node: image'
+STATUS = '/rtformer_node: image'
 CAMVID = get_classes('camvid')
 SIZE = (48, 64)  # not the model's 64x80: outputs must come back at the input size
 
 
 @pytest.fixture(scope='module')
 def node(tiny_model: Path) -> Iterator[NodeProcess]:
-    with NodeProcess(params={'model': tiny_model, 'input_qos': 'reliable'}) as process:
+    # The probe's stamps are a second apart per frame: camera_info ages are tested in test_node_health.py.
+    params = {'model': tiny_model, 'input_qos': 'reliable', 'camera_info_max_age': 3600.0}
+    with NodeProcess(params=params) as process:
         yield process
 
 

@@ -22,6 +22,7 @@ from rtformer_ros.ros.probe import Inbox, NodeProcess, Probe, diagnostic_values
 from rtformer_ros.ros.qos import LATCHED_QOS
 
 CAMERAS = ('front', 'left')
+FRONT = '/rtformer_node: front'
 SIZE = (48, 64)
 
 
@@ -100,18 +101,32 @@ def test_node_serves_a_camera_while_another_floods(probe: Probe, cams: dict) -> 
         flooder.join()
 
 
-def test_node_drops_undecodable_jpeg_and_keeps_serving(node: NodeProcess, probe: Probe, cams: dict) -> None:
+def _png_with_broken_data() -> bytes:
+    """A PNG whose header (signature, IHDR) is valid and whose image data is not."""
+    ok, data = cv2.imencode('.png', quadrants(*SIZE))
+    assert ok
+    return data.tobytes()[:33] + bytes(range(200))
+
+
+@pytest.mark.parametrize(('fmt', 'data', 'reason'), [
+    ('jpeg', b'\xff\xd8\xff\xe0' + bytes(range(200)), 'JPEG data is corrupt: no marker at byte 5'),
+    ('png', _png_with_broken_data(), 'cannot decode 233 bytes of png data'),
+    ('jpeg', b'GIF89a' + bytes(100), 'data is neither JPEG nor PNG (starts with 47 49 46 38 39 61 00 00)'),
+], ids=['jpeg-header', 'png-data', 'gif'])
+def test_node_drops_undecodable_data_and_keeps_serving(fmt: str, data: bytes, reason: str, node: NodeProcess,
+                                                       probe: Probe, cams: dict) -> None:
     diagnostics = probe.subscribe(DiagnosticArray, '/diagnostics')
     pub, labels = cams['front']
-    garbage = CompressedImage(header=Header(frame_id='bad'), format='jpeg',
-                              data=array.array('B', b'\xff\xd8\xff\xe0' + bytes(range(200))))
+    garbage = CompressedImage(header=Header(frame_id='bad'), format=fmt, data=array.array('B', data))
     try:
+        before = int(diagnostic_values(diagnostics.wait_for(lambda m: diagnostic_values(m, FRONT) is not None),
+                                       FRONT)['dropped_malformed'])
         pub.publish(garbage)
-        probe.wait_until(lambda: '/front/image/compressed: dropped frame: cannot decode 204 bytes of jpeg data'
-                         in node.output, 10, 'the drop to be logged')
+        probe.wait_until(lambda: f'/front/image/compressed: dropped frame: {reason}' in node.output, 10,
+                         'the drop to be logged')
         msg = diagnostics.wait_for(
-            lambda m: int((diagnostic_values(m, 'rtformer_node: front') or {}).get('dropped_malformed', 0)) >= 1)
-        assert diagnostic_values(msg, 'rtformer_node: left')['dropped_malformed'] == '0'
+            lambda m: int((diagnostic_values(m, FRONT) or {}).get('dropped_malformed', 0)) > before)
+        assert diagnostic_values(msg, '/rtformer_node: left')['dropped_malformed'] == '0'
         (out,) = probe.exchange(pub, _compressed(quadrants(*SIZE), 'jpeg', 'front_optical'), [labels])
         assert out.header.frame_id == 'front_optical'
         assert node.alive()

@@ -196,6 +196,10 @@ def _summary(source: str, report: dict, out: Path) -> None:
     if lat['p50'] is not None:
         print(f'latency p50 {lat["p50"]:.1f} ms, p95 {lat["p95"]:.1f} ms, p99 {lat["p99"]:.1f} ms; '
               f'{report["throughput_fps"]:.1f} FPS engine, {report["wall_fps"]:.1f} FPS overall')
+    if report['confidence'] is not None:
+        conf = report['confidence']
+        print(f'confidence: mean {conf["mean"]:.3f}, share under {conf["threshold"]} {conf["low_share"]:.3f}; '
+              f'node band: {" ".join(f"{k}:={v}" for k, v in conf["ood_band"].items())}')
     print(f'report: {out / "report.md"}')
 
 

@@ -34,6 +34,7 @@ __all__ = ['EvalOptions', 'EvalResult', 'SampleView', 'check_options', 'evaluate
 _log = logging.getLogger(__name__)
 
 SAMPLE_WIDTH = 320  # px: sample overlays are kept (and drawn) at this width
+LOW_CONFIDENCE = 0.5  # confidence under which a pixel counts as low: the node's default ood_threshold
 OVERLAY_ALPHA = 0.5  # as the node's default overlay_alpha
 
 
@@ -97,6 +98,9 @@ class EvalResult:
     unpaired: dict[str, int] = field(default_factory=dict)  # topic -> messages without partners
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> frames
     latencies_ms: list[float] = field(default_factory=list)  # engine time per frame
+    # Per frame the model scored (models with confidence): mean confidence, share of pixels under LOW_CONFIDENCE;
+    # the in-domain figures to set the node's out-of-domain band from.
+    confidence: list[tuple[float, float]] = field(default_factory=list)
     wall_s: float = 0.0  # both passes over the bag: reading, decoding, inference, scoring, writing
     samples: list[SampleView] = field(default_factory=list)
     model: dict[str, Any] | None = None
@@ -273,13 +277,14 @@ class _Evaluator:
         except CodecError as err:
             self._skip('undecodable', frame, f'{topic}: {err}')
             return
+        confidence = None
         if pred is None:
             assert self.engine is not None and decoded is not None  # check_options: no pred_topic -> model, image
             try:
-                seg = self.engine.infer(*decoded, confidence=False)
+                seg = self.engine.infer(*decoded, confidence=True)
             except EngineError as err:  # ONNX Runtime failed: the next frame would fail too
                 raise BagError(str(err)) from None
-            pred = seg.labels
+            pred, confidence = seg.labels, seg.confidence
             self.result.latencies_ms.append(seg.latency_ms)
         if pred.shape != labels.shape:
             source = opts.pred_topic or 'the image'
@@ -295,6 +300,9 @@ class _Evaluator:
                    f'(labels of another dataset, or a wrong --ignore-index?)')
             raise BagError(msg) from None
         self.result.frames += 1
+        if confidence is not None:
+            low = np.count_nonzero(confidence < LOW_CONFIDENCE) / confidence.size
+            self.result.confidence.append((float(confidence.mean()), float(low)))
         rgb = None
         if decoded is not None and (keep_sample or self.output is not None):
             rgb = decoded.rgb()

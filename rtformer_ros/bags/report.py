@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rtformer_ros.bags.evaluate import OVERLAY_ALPHA, EvalResult
+from rtformer_ros.bags.evaluate import LOW_CONFIDENCE, OVERLAY_ALPHA, EvalResult
 from rtformer_ros.ros.render import blend, colorize, palette_lut
 
 __all__ = ['FIGURES', 'report_dict', 'write_report']
@@ -50,6 +50,7 @@ def report_dict(result: EvalResult) -> dict[str, Any]:
         'skipped': sum(result.skipped.values()),
         'skipped_by_reason': dict(result.skipped),
         'latency_ms': latency,
+        'confidence': _confidence(result),
         # Engine-only rate (inference incl. pre/post-processing) and the whole run's rate (bag I/O, decoding).
         'throughput_fps': _number(1e3 * lat.size / lat.sum()) if lat.size and lat.sum() > 0 else None,
         'wall_fps': _number(result.frames / result.wall_s) if result.wall_s > 0 else None,
@@ -65,6 +66,23 @@ def report_dict(result: EvalResult) -> dict[str, Any]:
         **({} if result.bags is None else {'bags': result.bags,
                                            'bags_failed': sum(1 for row in result.bags if row['error'])}),
     }
+
+
+def _confidence(result: EvalResult) -> dict[str, Any] | None:
+    """Confidence statistics over the scored frames, and the node's out-of-domain band they suggest.
+
+    The node warns when the rolling mean over ``ood_window`` frames leaves the band; a rolling mean varies less
+    than single frames, so bounds at the 1st/99th percentile of single frames hold for in-domain streams.
+    """
+    if not result.confidence:
+        return None
+    means, lows = np.asarray(result.confidence, np.float64).T
+    low_p99 = float(np.percentile(lows, 99))
+    mean_p1 = float(np.percentile(means, 1))
+    return {'threshold': LOW_CONFIDENCE, 'frames': len(means), 'mean': float(means.mean()),
+            'low_share': float(lows.mean()), 'frame_mean_p1': mean_p1, 'frame_low_share_p99': low_p99,
+            'ood_band': {'ood_threshold': LOW_CONFIDENCE, 'ood_min_confidence': math.floor(mean_p1 * 100) / 100,
+                         'ood_max_low_share': math.ceil(low_p99 * 100) / 100}}
 
 
 def _fmt(value: float | None, scale: float = 100.0, digits: int = 2) -> str:
@@ -93,6 +111,18 @@ def _markdown(report: dict[str, Any]) -> str:
         f'{_fmt(lat["p99"], 1, 1)} ms |',
         f'| engine throughput | {_fmt(report["throughput_fps"], 1, 1)} FPS |',
         f'| run throughput (bag I/O included) | {_fmt(report["wall_fps"], 1, 1)} FPS |',
+    ]
+    conf = report['confidence']
+    if conf is not None:
+        band = ' '.join(f'{key}:={value}' for key, value in conf['ood_band'].items())
+        lines += [
+            f'| mean confidence (1st percentile of frames) | {conf["mean"]:.3f} ({conf["frame_mean_p1"]:.3f}) |',
+            f'| share of pixels under {conf["threshold"]} (99th percentile of frames) | {conf["low_share"]:.3f} '
+            f'({conf["frame_low_share_p99"]:.3f}) |',
+            '',
+            f'Out-of-domain band for rtformer_node, from these frames: `{band}` (docs/node.md).',
+        ]
+    lines += [
         '',
         '## Per-class IoU (%)',
         '',

@@ -15,7 +15,7 @@ __all__ = ['IMAGE_TOPIC', 'NAMESPACE', 'OUTPUTS', 'Answer', 'Collector']
 
 NAMESPACE = '/camera'
 IMAGE_TOPIC = f'{NAMESPACE}/image'
-STATUS_NAME = 'rtformer_node: image'  # the node's DiagnosticStatus name for a single camera
+STATUS_NAME = f'{NAMESPACE}/rtformer_node: image'  # the node's DiagnosticStatus: its full name and camera
 OUTPUTS = ('labels', 'color', 'overlay')  # node topics recorded (colour and overlay exist only while subscribed)
 
 

@@ -8,7 +8,9 @@ not padded, one copy of the pixel bytes when they are.
 Messages are read by their fields only: rclpy's messages (``data`` an ``array.array``) and rosbags' deserialised
 ones (``data`` a numpy array) serve alike. ROS packages are imported only where a message is built
 (``image_message``), so the bag tools decode without a ROS install. ``max_pixels`` is the largest width x height
-a check or decoder accepts (None: no limit).
+a check or decoder accepts (None: no limit). Every size is checked before anything is allocated: a raw image's
+width, height, step and data length, a compressed image's PNG IHDR or JPEG SOF header, so no message can make a
+decoder allocate more than one frame of ``max_pixels``.
 
 Layout conventions: ``height``/``width`` are the image's size in pixels; ``step`` is the byte length of one
 buffer row. NV12/NV21 carry ``height * 3 / 2`` rows of ``step`` bytes (Y plane, then interleaved chroma), as
@@ -38,8 +40,8 @@ if TYPE_CHECKING:
     AnyImage = Image | BagImage
     AnyCompressedImage = CompressedImage | BagCompressedImage
 
-__all__ = ['SUPPORTED_ENCODINGS', 'CodecError', 'Decoded', 'check_compressed', 'check_image', 'decode_compressed',
-           'decode_image', 'decode_labels', 'image_message']
+__all__ = ['JPEG_FORMAT', 'SUPPORTED_ENCODINGS', 'CodecError', 'Decoded', 'check_compressed', 'check_image',
+           'compressed_size', 'decode_compressed', 'decode_image', 'decode_labels', 'image_message', 'jpeg_message']
 
 # Generic OpenCV-style encodings rosbags-image can turn into RGB: only 3-channel ones (passed through as RGB).
 _GENERIC_RGB = ('8UC3', '16UC3')
@@ -53,6 +55,11 @@ _YUV420 = frozenset({Format.YUV_NV12, Format.YUV_NV21})
 _YUV422 = frozenset({Format.YUV_UYVY, Format.YUV_YUYV})
 _BY_CHANNELS = {1: 'mono8', 3: 'bgr8', 4: 'bgra8'}  # what cv2.imdecode returns, as a ROS encoding
 _COMPRESSED_FORMATS = ('jpeg', 'jpg', 'png')
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+# JPEG frame header markers (baseline, extended, progressive, lossless; Huffman or arithmetic): not C4 (DHT),
+# C8 (reserved) or CC (DAC).
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_JPEG_MAX_SEGMENTS = 1024
 
 
 class CodecError(ValueError):
@@ -191,11 +198,62 @@ def _narrow(raw: _Raw) -> _Raw:
     return _Raw(encoding, raw.height, raw.width, _HOST_BIGENDIAN, narrow)
 
 
-def check_compressed(msg: AnyCompressedImage) -> None:
-    """Cheap checks of a ``sensor_msgs/CompressedImage`` (rclpy or rosbags) before decoding.
+def compressed_size(data: object) -> tuple[str, int, int]:
+    """Kind ('png' or 'jpeg'), width and height of compressed image data, read from its header.
+
+    Only the PNG IHDR chunk or the JPEG markers up to the first frame header (SOF) are read, so a
+    decompression bomb (a small file declaring a huge image) is caught before any pixel is decoded.
 
     Raises:
-        CodecError: empty data, or a format other than JPEG/PNG (compressedDepth included).
+        CodecError: the data is neither PNG nor JPEG, or its header is cut short or corrupt.
+    """
+    view = memoryview(data).cast('B')  # type: ignore[arg-type]  # array.array, bytes or numpy, no copy
+    if view[:8] == _PNG_SIGNATURE:
+        if len(view) < 24 or view[12:16] != b'IHDR':
+            msg = 'PNG data has no IHDR header'
+            raise CodecError(msg)
+        return 'png', int.from_bytes(view[16:20], 'big'), int.from_bytes(view[20:24], 'big')
+    if view[:2] == b'\xff\xd8':
+        return ('jpeg', *_jpeg_size(view))
+    msg = f'data is neither JPEG nor PNG (starts with {bytes(view[:8]).hex(" ")})'
+    raise CodecError(msg)
+
+
+def _jpeg_size(view: memoryview) -> tuple[int, int]:
+    """Width and height from the first SOF segment, walking the segments after SOI."""
+    pos = 2
+    for _ in range(_JPEG_MAX_SEGMENTS):  # real files have a dozen before SOF; bounds the walk on junk
+        if pos + 4 > len(view):
+            break
+        if view[pos] != 0xFF:
+            msg = f'JPEG data is corrupt: no marker at byte {pos}'
+            raise CodecError(msg)
+        marker = view[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # TEM, RSTn: no length field
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # EOI or start of scan before any frame header
+            break
+        if marker in _JPEG_SOF:
+            if pos + 9 > len(view):
+                break
+            height = int.from_bytes(view[pos + 5:pos + 7], 'big')
+            width = int.from_bytes(view[pos + 7:pos + 9], 'big')
+            return width, height
+        pos += 2 + int.from_bytes(view[pos + 2:pos + 4], 'big')
+    msg = 'JPEG data has no frame header (SOF) before its image data'
+    raise CodecError(msg)
+
+
+def check_compressed(msg: AnyCompressedImage, max_pixels: int | None = None) -> None:
+    """Check a ``sensor_msgs/CompressedImage`` (rclpy or rosbags) from its header, without decoding pixels.
+
+    Raises:
+        CodecError: empty data, a format other than JPEG/PNG (compressedDepth included), a corrupt header,
+            or a declared size of zero or more than ``max_pixels`` pixels.
     """
     fmt = msg.format.lower()
     if len(msg.data) == 0:  # not `not msg.data`: rosbags' data is a numpy array
@@ -204,16 +262,24 @@ def check_compressed(msg: AnyCompressedImage) -> None:
     if 'compresseddepth' in fmt or (fmt and not any(name in fmt for name in _COMPRESSED_FORMATS)):
         msg_ = f'unsupported compressed format {msg.format!r} (jpeg or png expected)'
         raise CodecError(msg_)
+    kind, width, height = compressed_size(msg.data)
+    try:
+        _check_size(width, height, max_pixels)
+    except CodecError as err:
+        msg_ = f'{kind} header declares {err}'
+        raise CodecError(msg_) from None
 
 
 def decode_compressed(msg: AnyCompressedImage, max_pixels: int | None = None) -> Decoded:
     """Decode a JPEG/PNG ``sensor_msgs/CompressedImage`` to 3-channel uint8 (BGR as OpenCV decodes it).
 
+    The size is checked from the header first (``check_compressed``): a frame over ``max_pixels`` is
+    rejected before the decoder allocates anything.
+
     Raises:
-        CodecError: the message fails ``check_compressed``, the data does not decode, or the image has more
-            than ``max_pixels`` pixels.
+        CodecError: the message fails ``check_compressed``, or the data does not decode.
     """
-    check_compressed(msg)
+    check_compressed(msg, max_pixels)
     try:
         image = message_to_cvimage(msg)
     except AssertionError:  # rosbags-image asserts on a failed cv2.imdecode
@@ -225,7 +291,7 @@ def decode_compressed(msg: AnyCompressedImage, max_pixels: int | None = None) ->
         msg_ = f'cannot decode {len(msg.data)} bytes of {msg.format or "compressed"} data'
         raise CodecError(msg_)
     height, width = image.shape[:2]
-    _check_size(width, height, max_pixels)
+    _check_size(width, height, max_pixels)  # the decoder's own view of the size, in case it differs
     channels = 1 if image.ndim == 2 else image.shape[2]
     encoding = _BY_CHANNELS.get(channels)
     if encoding is None:
@@ -261,4 +327,25 @@ def image_message(header: Header, pixels: np.ndarray, encoding: str) -> Image:
     msg.is_bigendian = _HOST_BIGENDIAN
     msg.step = pixels.strides[0]
     msg.data = data  # array.array('B'): stored as is, no per-element check
+    return msg
+
+
+JPEG_FORMAT = 'rgb8; jpeg compressed bgr8'
+"""``format`` of the JPEGs the node publishes, as image_transport's compressed plugin writes it for rgb8 images."""
+
+
+def jpeg_message(header: Header, rgb: np.ndarray, quality: int) -> CompressedImage:
+    """An rclpy ``sensor_msgs/CompressedImage`` holding ``rgb`` (H, W, 3 uint8) as a JPEG of ``quality`` (1-100)."""
+    from sensor_msgs.msg import CompressedImage  # here only, as in image_message
+
+    ok, encoded = cv2.imencode('.jpg', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        msg_ = f'JPEG encoding of a {rgb.shape} image failed'
+        raise CodecError(msg_)
+    data = array.array('B')
+    data.frombytes(encoded.data)
+    msg = CompressedImage()
+    msg.header = header
+    msg.format = JPEG_FORMAT
+    msg.data = data
     return msg

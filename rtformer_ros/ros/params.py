@@ -67,8 +67,34 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               choices=('sensor_data', 'reliable')),
     ParamSpec('cameras', [], 'Camera names: <cam>/image in, <cam>/segmentation/* out, one shared engine. '
               'Empty: a single camera on the plain topics.'),
-    ParamSpec('max_pixels', 4096 * 4096, 'Frames with more pixels are dropped as malformed.',
+    ParamSpec('max_pixels', 4096 * 4096, 'Frames with more pixels are dropped as malformed (compressed frames '
+              'by the size in their header, before decoding).',
               read_only=False, int_range=(1, 1 << 28)),
+    ParamSpec('enabled', True, 'Serve frames; false pauses the node at runtime (frames are counted as skipped).',
+              read_only=False),
+    ParamSpec('jpeg_quality', 80, 'JPEG quality of segmentation/color/compressed and segmentation/overlay/compressed.',
+              read_only=False, int_range=(1, 100)),
+    ParamSpec('stale_after', 3.0, 'Diagnostics WARN when no frame arrived for this many seconds.',
+              read_only=False, float_range=(0.1, 3600.0)),
+    ParamSpec('max_stamp_lag', 1.0, 'Diagnostics WARN when frame header stamps differ from the node clock by more '
+              'than this many seconds (catches use_sim_time mistakes); 0: off.',
+              read_only=False, float_range=(0.0, 1e6)),
+    ParamSpec('camera_info_max_age', 1.0, "A camera_info whose stamp is further than this many seconds from the "
+              "image's is not forwarded (0: the same stamp only); nor is one of another size.",
+              read_only=False, float_range=(0.0, 3600.0)),
+    ParamSpec('max_failures', 10, 'Consecutive inference failures that make diagnostics ERROR and trigger on_failure.',
+              read_only=False, int_range=(1, 1_000_000)),
+    ParamSpec('on_failure', 'exit', 'After max_failures consecutive inference failures: exit (code 2, so a launch '
+              'respawn acts) or keep (go on trying, diagnostics ERROR).', read_only=False, choices=('exit', 'keep')),
+    ParamSpec('ood_window', 100, 'Frames in the rolling out-of-domain statistics (mean confidence, share of '
+              'low-confidence pixels); 0: off. Needs a model with confidence.',
+              read_only=False, int_range=(0, 100_000)),
+    ParamSpec('ood_threshold', 0.5, 'Confidence under which a pixel counts as low for ood_max_low_share.',
+              read_only=False, float_range=(0.0, 1.0)),
+    ParamSpec('ood_min_confidence', 0.0, 'Diagnostics WARN when the rolling mean confidence is below this '
+              '(0: off).', read_only=False, float_range=(0.0, 1.0)),
+    ParamSpec('ood_max_low_share', 1.0, 'Diagnostics WARN when the rolling share of pixels under ood_threshold is '
+              'above this (1: off).', read_only=False, float_range=(0.0, 1.0)),
 )
 """Every parameter the node declares (besides ROS's own use_sim_time and QoS overrides)."""
 
