@@ -22,7 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+
+try:
+    import torch
+except ImportError:
+    pytest.skip('torch is not installed', allow_module_level=True)
 from PIL import Image
 
 from rtformer_ros.metrics import ConfusionMatrix
