@@ -413,7 +413,8 @@ class SegmentationEngine:
             providers: 'auto' (TensorRT -> CUDA -> OpenVINO -> CPU, whatever is available), a short name
                 ('tensorrt', 'cuda', 'openvino', 'openvino-fp32', 'cpu'), or a list (or comma-separated string)
                 of short or full ORT provider names. OpenVINO runs the graph when it comes first ('openvino':
-                bf16 where the CPU has it, else fp32; 'openvino-fp32': fp32 always). An explicit provider
+                bf16 where the CPU has it, except for INT8 files whose float parts run faster in fp32;
+                'openvino-fp32': fp32 always). An explicit provider
                 that is not available is an error, never a silent fallback.
             device_id: GPU index for the CUDA/TensorRT providers.
             cache_dir: TensorRT engine and timing cache folder (default ``~/.cache/rtformer_ros/tensorrt``).
@@ -494,8 +495,10 @@ class SegmentationEngine:
             openvino = None
         if openvino is not None:
             try:
-                self._runner = _OpenVINORunner(source, self.has_confidence, openvino == OPENVINO_FP32,
-                                               intra_op_threads)
+                # An INT8 file's float parts (the output tail above all) run faster in fp32 than in bf16 with
+                # the reorders between int8, bf16 and fp32 layouts (docs/benchmarks.md).
+                fp32 = openvino == OPENVINO_FP32 or self.metadata.precision == 'int8'
+                self._runner = _OpenVINORunner(source, self.has_confidence, fp32, intra_op_threads)
             except EngineError as err:
                 if explicit:
                     raise
