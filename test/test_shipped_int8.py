@@ -1,4 +1,4 @@
-"""The shipped INT8 model, the CPU default: quantized from the shipped fp32 file as the card says, scoring what it says."""
+"""The shipped INT8 model, the CPU default: the fp32 file quantized as the card says, scoring what it says."""
 
 from __future__ import annotations
 
