@@ -30,7 +30,7 @@ import numpy as np
 
 __all__ = ['Row', 'add_arguments', 'run']
 
-BACKENDS = ('torch', 'cpu', 'openvino', 'openvino-fp32', 'cuda', 'tensorrt')
+BACKENDS = ('torch', 'cpu', 'openvino', 'openvino-bf16', 'openvino-fp32', 'cuda', 'tensorrt')
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def _engine_rows(paths: dict[str, Path], backends: list[str], threads: int,
                                             intra_op_threads=threads if backend not in ('cuda', 'tensorrt') else 0,
                                             allow_spinning=False)
                 label = f'openvino-{engine.precision}' if backend.startswith('openvino') else f'ort-{backend}'
-                if (label, binding) in seen:  # 'openvino' runs an INT8 file in fp32 as 'openvino-fp32' does
+                if (label, binding) in seen:  # e.g. 'openvino' runs an INT8 file in fp32 as 'openvino-fp32' does
                     engine.close()
                     continue
                 seen.add((label, binding))
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     present = available_providers()
     gpu = [b for b, name in (('tensorrt', 'TensorrtExecutionProvider'), ('cuda', 'CUDAExecutionProvider'))
            if name in present]
-    openvino = ['openvino', 'openvino-fp32'] if OPENVINO in present else []
+    openvino = ['openvino-bf16', 'openvino-fp32'] if OPENVINO in present else []
     backends = args.backends or ['torch', 'cpu', *openvino, *gpu]
     torch.set_num_threads(args.threads)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix='rtformer_bench_'))

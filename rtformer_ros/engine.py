@@ -43,13 +43,15 @@ CPU = 'CPUExecutionProvider'
 # The openvino runtime on the CPU (not an ORT provider): in bf16 where the CPU has it, or forced to fp32.
 OPENVINO = 'OpenVINO'
 OPENVINO_FP32 = 'OpenVINO-fp32'
-_OPENVINO = (OPENVINO, OPENVINO_FP32)
+OPENVINO_BF16 = 'OpenVINO-bf16'
+_OPENVINO = (OPENVINO, OPENVINO_FP32, OPENVINO_BF16)
 
 # Our preference order for 'auto'; other providers ORT may list (Azure, ORT's OpenVINO EP, ...) are not used.
 # OpenVINO comes before ORT's CPU EP: faster on every model measured (docs/benchmarks.md).
 _PREFERENCE = (TENSORRT, CUDA, OPENVINO, CPU)
 _SHORT_NAMES = {'tensorrt': TENSORRT, 'trt': TENSORRT, 'cuda': CUDA, 'cpu': CPU, 'openvino': OPENVINO,
-                'ov': OPENVINO, 'openvino-fp32': OPENVINO_FP32, 'ov-fp32': OPENVINO_FP32}
+                'ov': OPENVINO, 'openvino-fp32': OPENVINO_FP32, 'ov-fp32': OPENVINO_FP32,
+                'openvino-bf16': OPENVINO_BF16, 'ov-bf16': OPENVINO_BF16}
 _GPU_PROVIDERS = frozenset({TENSORRT, CUDA})
 
 _RESIZE_POLICIES = ('stretch', 'letterbox')
@@ -324,12 +326,12 @@ class _OpenVINORunner:
     outputs are copied out of the request's buffers before it goes back to the pool.
     """
 
-    def __init__(self, source: str, has_confidence: bool, fp32: bool, threads: int) -> None:
+    def __init__(self, source: str, has_confidence: bool, precision: str | None, threads: int) -> None:
         import openvino as ov
 
         config: dict[str, object] = {'PERFORMANCE_HINT': 'LATENCY'}
-        if fp32:
-            config['INFERENCE_PRECISION_HINT'] = 'f32'  # default on BF16/AMX CPUs is bf16
+        if precision:  # 'f32' or 'bf16'; OpenVINO's default on BF16/AMX CPUs is bf16
+            config['INFERENCE_PRECISION_HINT'] = precision
         if threads:
             config['INFERENCE_NUM_THREADS'] = threads
         start = time.perf_counter()
@@ -413,8 +415,8 @@ class SegmentationEngine:
             providers: 'auto' (TensorRT -> CUDA -> OpenVINO -> CPU, whatever is available), a short name
                 ('tensorrt', 'cuda', 'openvino', 'openvino-fp32', 'cpu'), or a list (or comma-separated string)
                 of short or full ORT provider names. OpenVINO runs the graph when it comes first ('openvino':
-                bf16 where the CPU has it, except for INT8 files whose float parts run faster in fp32;
-                'openvino-fp32': fp32 always). An explicit provider
+                the float parts in bf16 where the CPU has it, else fp32; 'openvino-fp32', 'openvino-bf16':
+                that precision always). An explicit provider
                 that is not available is an error, never a silent fallback.
             device_id: GPU index for the CUDA/TensorRT providers.
             cache_dir: TensorRT engine and timing cache folder (default ``~/.cache/rtformer_ros/tensorrt``).
@@ -495,10 +497,8 @@ class SegmentationEngine:
             openvino = None
         if openvino is not None:
             try:
-                # An INT8 file's float parts (the output tail above all) run faster in fp32 than in bf16 with
-                # the reorders between int8, bf16 and fp32 layouts (docs/benchmarks.md).
-                fp32 = openvino == OPENVINO_FP32 or self.metadata.precision == 'int8'
-                self._runner = _OpenVINORunner(source, self.has_confidence, fp32, intra_op_threads)
+                hint = {OPENVINO_FP32: 'f32', OPENVINO_BF16: 'bf16'}.get(openvino)  # None: OpenVINO's choice
+                self._runner = _OpenVINORunner(source, self.has_confidence, hint, intra_op_threads)
             except EngineError as err:
                 if explicit:
                     raise

@@ -265,7 +265,7 @@ def test_unavailable_explicit_provider_is_an_error_not_a_fallback(tiny_model: Pa
 
 
 @needs_openvino
-@pytest.mark.parametrize('providers', ['openvino', 'OV', 'openvino-fp32', ['OpenVINO', 'cpu']])
+@pytest.mark.parametrize('providers', ['openvino', 'OV', 'openvino-fp32', 'openvino-bf16', ['OpenVINO', 'cpu']])
 def test_openvino_by_name_matches_the_cpu_provider(tiny_model: Path, providers: object) -> None:
     image = np.random.default_rng(4).integers(0, 256, (90, 130, 3), dtype=np.uint8)
     with SegmentationEngine(tiny_model, providers=providers, warmup=0) as ov, \
