@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from rtformer_ros.classes import IGNORE_INDEX
+from rtformer_ros.cli import main
 from rtformer_ros.engine import SegmentationEngine
 from rtformer_ros.metrics import ConfusionMatrix
 from rtformer_ros.models import CPU_MODEL, GPU_MODEL, default_model
@@ -42,6 +44,16 @@ def test_int8_file_is_the_fp32_file_quantized_on_the_train_split():
                         r'\.onnx ([^`]*)`', _card())
     assert command, 'models/README.md does not say how the INT8 file was made'
     assert '--calib ../../shared/data/camvid/train' in command.group(1)
+
+
+def test_card_command_rebuilds_the_int8_file_byte_for_byte(camvid_dir: Path, tmp_path: Path):
+    command = re.search(r'`rtformer quantize (\S+) -o (\S+) ([^`]*)`', _card())
+    assert command and command.group(2) == INT8.name
+    args = command.group(3).split()
+    args[args.index('--calib') + 1] = str(camvid_dir / 'train')  # the card's path is relative to models/
+    again = tmp_path / INT8.name
+    assert main(['quantize', str(MODELS / command.group(1)), '-o', str(again), *args, '--no-progress']) == 0
+    assert hashlib.sha256(again.read_bytes()).digest() == hashlib.sha256(INT8.read_bytes()).digest()
 
 
 @pytest.mark.parametrize('providers', ['cpu', 'openvino'])
