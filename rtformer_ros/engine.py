@@ -40,14 +40,16 @@ _log = logging.getLogger(__name__)
 TENSORRT = 'TensorrtExecutionProvider'
 CUDA = 'CUDAExecutionProvider'
 CPU = 'CPUExecutionProvider'
-# The openvino runtime on the CPU (not an ORT provider): in bf16 where the CPU has it, or forced to fp32.
+# The openvino runtime on the CPU (not an ORT provider): its own precision choice (bf16 where the CPU has it), or
+# forced to fp32 / bf16.
 OPENVINO = 'OpenVINO'
 OPENVINO_FP32 = 'OpenVINO-fp32'
 OPENVINO_BF16 = 'OpenVINO-bf16'
 _OPENVINO = (OPENVINO, OPENVINO_FP32, OPENVINO_BF16)
 
 # Our preference order for 'auto'; other providers ORT may list (Azure, ORT's OpenVINO EP, ...) are not used.
-# OpenVINO comes before ORT's CPU EP: faster on every model measured (docs/benchmarks.md).
+# OpenVINO comes before ORT's CPU EP where it is faster (INT8 files; fp32 files on CPUs with bf16), see
+# _openvino_pays and docs/benchmarks.md.
 _PREFERENCE = (TENSORRT, CUDA, OPENVINO, CPU)
 _SHORT_NAMES = {'tensorrt': TENSORRT, 'trt': TENSORRT, 'cuda': CUDA, 'cpu': CPU, 'openvino': OPENVINO,
                 'ov': OPENVINO, 'openvino-fp32': OPENVINO_FP32, 'ov-fp32': OPENVINO_FP32,
@@ -187,8 +189,8 @@ def _resolve_providers(providers: str | Sequence[str], source: str) -> tuple[lis
     # A comma-separated string ('tensorrt,cuda') is a list too: ROS parameters are plain strings.
     requested = [p.strip() for p in providers.split(',')] if isinstance(providers, str) else list(providers)
     if not requested:
-        msg = (f"{source}: no provider given (use 'auto', 'tensorrt', 'cuda', 'openvino', 'openvino-fp32', 'cpu' "
-               'or ORT provider names)')
+        msg = (f"{source}: no provider given (use 'auto', 'tensorrt', 'cuda', 'openvino', 'openvino-fp32', "
+               "'openvino-bf16', 'cpu' or ORT provider names)")
         raise EngineError(msg)
     names = list(dict.fromkeys(_SHORT_NAMES.get(name.lower(), name) for name in requested))  # dedupe, keep order
     present = _present()
@@ -365,7 +367,7 @@ class _OpenVINORunner:
 
 
 class SegmentationEngine:
-    """One ONNX Runtime session of an exported RTFormer graph, fed frames of any size.
+    """One exported RTFormer graph on ONNX Runtime (or OpenVINO), fed frames of any size.
 
     The graph wants RGB; ``color_order='bgr'`` frames get their channels reversed in place on the
     model-size frame right after the resize (or in the one copy made when no resize is needed).
@@ -413,11 +415,11 @@ class SegmentationEngine:
         Args:
             model_path: exported ``.onnx`` file with rtformer metadata.
             providers: 'auto' (TensorRT -> CUDA -> OpenVINO -> CPU, whatever is available), a short name
-                ('tensorrt', 'cuda', 'openvino', 'openvino-fp32', 'cpu'), or a list (or comma-separated string)
-                of short or full ORT provider names. OpenVINO runs the graph when it comes first ('openvino':
+                ('tensorrt', 'cuda', 'openvino', 'openvino-fp32', 'openvino-bf16', 'cpu'), or a list (or
+                comma-separated string) of short or full ORT provider names. OpenVINO runs the graph when it comes first ('openvino':
                 the float parts in bf16 where the CPU has it, else fp32; 'openvino-fp32', 'openvino-bf16':
-                that precision always). An explicit provider
-                that is not available is an error, never a silent fallback.
+                that precision always). An explicit provider that is not available is an error, never a
+                silent fallback.
             device_id: GPU index for the CUDA/TensorRT providers.
             cache_dir: TensorRT engine and timing cache folder (default ``~/.cache/rtformer_ros/tensorrt``).
             resize: default resize policy, 'stretch' or 'letterbox'.
@@ -546,16 +548,12 @@ class SegmentationEngine:
             EngineError: the engine is closed, or ONNX Runtime failed to run.
         """
         start = time.perf_counter()
-        image = _check_image(image)
-        bgr = _check_choice('color_order', color_order, _COLOR_ORDERS) == 'bgr'
-        policy = self.resize if resize is None else _check_choice('resize', resize, _RESIZE_POLICIES)
+        frame, window = self._preprocess(image, color_order, resize)
         runner = self._runner
         if runner is None:
             msg = f'{self._source}: engine is closed'
             raise EngineError(msg)
         image_hw = (image.shape[0], image.shape[1])
-        window = _fit(image_hw, self.input_size, policy)
-        frame = self._prepare(image, window, bgr)
         try:
             labels, conf = runner.run(frame, confidence)
         except _ORT_ERRORS as err:
@@ -574,10 +572,14 @@ class SegmentationEngine:
         Raises:
             ValueError: the image is not uint8 HxWx3, or an unknown color_order / resize.
         """
+        return self._preprocess(image, color_order, resize)[0]
+
+    def _preprocess(self, image: np.ndarray, color_order: str, resize: str | None) -> tuple[np.ndarray, _Window]:
         image = _check_image(image)
         bgr = _check_choice('color_order', color_order, _COLOR_ORDERS) == 'bgr'
         policy = self.resize if resize is None else _check_choice('resize', resize, _RESIZE_POLICIES)
-        return self._prepare(image, _fit((image.shape[0], image.shape[1]), self.input_size, policy), bgr)
+        window = _fit((image.shape[0], image.shape[1]), self.input_size, policy)
+        return self._prepare(image, window, bgr), window
 
     def _prepare(self, image: np.ndarray, window: _Window, bgr: bool) -> np.ndarray:
         """A contiguous (H, W, 3) RGB frame at the model size; ``image`` itself when nothing needs doing."""
