@@ -416,10 +416,10 @@ class SegmentationEngine:
             model_path: exported ``.onnx`` file with rtformer metadata.
             providers: 'auto' (TensorRT -> CUDA -> OpenVINO -> CPU, whatever is available), a short name
                 ('tensorrt', 'cuda', 'openvino', 'openvino-fp32', 'openvino-bf16', 'cpu'), or a list (or
-                comma-separated string) of short or full ORT provider names. OpenVINO runs the graph when it comes first ('openvino':
-                the float parts in bf16 where the CPU has it, else fp32; 'openvino-fp32', 'openvino-bf16':
-                that precision always). An explicit provider that is not available is an error, never a
-                silent fallback.
+                comma-separated string) of short or full ORT provider names. OpenVINO runs the graph when it
+                comes first ('openvino': the float parts in bf16 where the CPU has it, else fp32;
+                'openvino-fp32', 'openvino-bf16': that precision always). An explicit provider that is not
+                available is an error, never a silent fallback.
             device_id: GPU index for the CUDA/TensorRT providers.
             cache_dir: TensorRT engine and timing cache folder (default ``~/.cache/rtformer_ros/tensorrt``).
             resize: default resize policy, 'stretch' or 'letterbox'.
