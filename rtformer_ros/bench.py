@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -109,16 +110,28 @@ def _interleaved(fns: list[Callable[[], object]], runs: int, warmup: int) -> lis
     return times
 
 
-def _engine_rows(paths: dict[str, Path], backends: list[str], threads: int,
-                 io_binding: bool) -> list[tuple[object, str, str, bool, str]]:
-    """(engine, backend label, precision key, io binding, '') for every file x backend that applies."""
+@dataclass(frozen=True)
+class _Timed:
+    """One engine to time, and how its row is labelled."""
+
+    engine: Any
+    variant: str
+    backend: str
+    precision: str
+    io_binding: bool
+
+
+def _engines(paths: dict[str, Path], variant: str | None, backends: list[str], threads: int,
+             io_binding: bool) -> list[_Timed]:
+    """An engine for every file x backend that applies. ``variant`` None: the rows are named after the files
+    (``paths`` keys) and take their precision from the metadata; else the keys are the precisions."""
     from rtformer_ros.engine import SegmentationEngine
 
     out = []
-    for precision, path in paths.items():
+    for key, path in paths.items():
         seen = set()
         for backend in backends:
-            if backend == 'tensorrt' and precision == 'fp16':
+            if backend == 'tensorrt' and key == 'fp16':
                 continue  # TensorRT builds fp16 engines itself from the fp32 graph
             bindings = (False, True) if io_binding and not backend.startswith('openvino') else (False,)
             for binding in bindings:
@@ -128,11 +141,15 @@ def _engine_rows(paths: dict[str, Path], backends: list[str], threads: int,
                                             intra_op_threads=threads if backend not in ('cuda', 'tensorrt') else 0,
                                             allow_spinning=False)
                 label = f'openvino-{engine.precision}' if backend.startswith('openvino') else f'ort-{backend}'
-                if (label, binding) in seen:  # e.g. 'openvino' runs an INT8 file in fp32 as 'openvino-fp32' does
+                if (label, binding) in seen:  # 'openvino' runs what 'openvino-bf16' or '-fp32' runs
                     engine.close()
                     continue
                 seen.add((label, binding))
-                out.append((engine, label, precision, binding, ''))
+                if variant is None:
+                    out.append(_Timed(engine, f'{engine.metadata.variant} ({key})', label, engine.metadata.precision,
+                                      binding))
+                else:
+                    out.append(_Timed(engine, variant, label, key, binding))
     return out
 
 
@@ -156,22 +173,17 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:  # progress is a nicety
         def tqdm(x, **_):  # noqa: ANN001, ANN202
             return x
-    jobs: list[tuple[str, tuple[int, int] | None]] = [(v, s) for v in args.variants for s in sizes]
-    jobs += [('files', None)] if args.models else []
+    jobs: list[tuple[str | None, tuple[int, int] | None]] = [(v, s) for v in args.variants for s in sizes]
+    jobs += [(None, None)] if args.models else []  # the --models files, timed together
+    engine_backends = [b for b in backends if b != 'torch']
     for variant, size in tqdm(jobs, desc='bench', unit='config'):
-        if size is None:  # the --models files: each row named after its file, precision from its metadata
-            paths = {path.name: path for path in args.models}
-        else:
-            paths = _exports(args, variant, size, workdir)
-        engines = _engine_rows(paths, [b for b in backends if b != 'torch'], args.threads, not args.no_io_binding)
-        if size is None:
-            size = engines[0][0].input_size
-            engines = [(e, b, e.metadata.precision, io, f'{e.metadata.variant} ({name})')
-                       for e, b, name, io, _ in engines]
+        paths = {p.name: p for p in args.models} if variant is None else _exports(args, variant, size, workdir)
+        timed = _engines(paths, variant, engine_backends, args.threads, not args.no_io_binding)
+        size = size or timed[0].engine.input_size
         frame = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
-        fns = [partial(engine.infer, frame) for engine, *_ in engines]
-        labels = [(name or variant, b, p, io) for _, b, p, io, name in engines]
-        if 'torch' in backends and variant != 'files':
+        fns = [partial(t.engine.infer, frame) for t in timed]
+        labels = [(t.variant, t.backend, t.precision, t.io_binding) for t in timed]
+        if 'torch' in backends and variant is not None:
             model = _model(args, variant)[0]
             wrapper = FrameToLabels(model).eval()
             tensor = torch.from_numpy(frame)[None]
@@ -185,8 +197,8 @@ def run(args: argparse.Namespace) -> int:
         for (name, backend, precision, binding), times in zip(labels, _interleaved(fns, args.runs, args.warmup),
                                                               strict=True):
             rows.append(_row(name, size, backend, precision, binding, args.threads, times))
-        for engine, *_ in engines:
-            engine.close()
+        for t in timed:
+            t.engine.close()
     env = _environment(args.threads)
     print(_table(rows, env))
     if args.json:

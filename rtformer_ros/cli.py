@@ -201,6 +201,9 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--keep-float', nargs='*', default=None, metavar='OP',
                    help='op types left in float besides the input normalisation and the output tail '
                         '(default: none; e.g. MatMul)')
+    p.add_argument('--confidence-op', default='softmax',
+                   help='confidence as ReduceMax(Softmax) (softmax, default: fastest on OpenVINO) or as exported, '
+                        '1/sum(exp(l - max l)) (direct: fastest on the ORT CPU EP)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.set_defaults(handler=_quantize)
 
@@ -210,7 +213,7 @@ def _quantize(args: argparse.Namespace) -> int:
 
     out = quantize_model(args.model, args.output, args.calib, frames=args.frames, method=args.method,
                          topic=args.topic, resize=args.resize, keep_float=tuple(args.keep_float or ()),
-                         progress=not args.no_progress)
+                         confidence_op=args.confidence_op, progress=not args.no_progress)
     print(f'{out}: int8 (QDQ), calibrated on {args.calib} ({args.method}), {out.stat().st_size / 1e6:.1f} MB')
     return 0
 

@@ -147,6 +147,45 @@ def test_bag_with_two_image_topics_needs_a_topic(tiny_model: Path, tmp_path: Pat
         quantize_model(tiny_model, tmp_path / 'x.onnx', bag, topic='/c/image', progress=False)
 
 
+def direct_confidence(model: onnx.ModelProto) -> None:
+    """The tiny model's Softmax confidence rewritten in the exported form: 1 / sum(exp(l - max l))."""
+    graph = model.graph
+    model.opset_import[0].version = 18  # ReduceMax takes its axes as an input, as in the export
+    for node in [n for n in graph.node if n.op_type in ('Softmax', 'ReduceMax')]:
+        graph.node.remove(node)
+    graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), 'class_axis'))
+    graph.node.extend([
+        onnx.helper.make_node('ReduceMax', ['logits', 'class_axis'], ['top'], keepdims=1),
+        onnx.helper.make_node('Sub', ['logits', 'top'], ['shifted']),
+        onnx.helper.make_node('Exp', ['shifted'], ['e']),
+        onnx.helper.make_node('ReduceSum', ['e', 'class_axis'], ['total'], keepdims=0),
+        onnx.helper.make_node('Reciprocal', ['total'], ['confidence']),
+    ])
+
+
+def test_confidence_op_softmax_and_direct_give_the_same_confidence(tiny_model: Path, image_folder: Path,
+                                                                   tmp_path: Path):
+    model = onnx.load(tiny_model)
+    direct_confidence(model)
+    source = tmp_path / 'direct.onnx'
+    onnx.save(model, source)
+    outs = {}
+    for op in ('softmax', 'direct'):
+        outs[op] = quantize_model(source, tmp_path / f'{op}.onnx', image_folder, frames=4, confidence_op=op,
+                                  progress=False)
+    ops = {op: [n.op_type for n in onnx.load(path).graph.node] for op, path in outs.items()}
+    assert 'Softmax' in ops['softmax'] and 'Exp' not in ops['softmax']
+    assert 'Softmax' not in ops['direct'] and 'Reciprocal' in ops['direct']
+    image = np.random.default_rng(5).integers(0, 256, (64, 80, 3), np.uint8)
+    with SegmentationEngine(outs['softmax'], providers='cpu', warmup=0) as a, \
+            SegmentationEngine(outs['direct'], providers='cpu', warmup=0) as b:
+        sa, sb = a.infer(image), b.infer(image)
+    np.testing.assert_array_equal(sa.labels, sb.labels)
+    np.testing.assert_allclose(sa.confidence, sb.confidence, atol=1e-6)
+    with pytest.raises(QuantizeError, match="--confidence-op: expected one of softmax, direct, got 'exp'"):
+        quantize_model(source, tmp_path / 'x.onnx', image_folder, confidence_op='exp', progress=False)
+
+
 @pytest.mark.skipif(not SHIPPED.exists(), reason='no shipped model')
 def test_shipped_model_quantized_on_camvid_train_agrees_with_fp32_on_val(camvid_dir: Path, tmp_path: Path):
     out = quantize_model(SHIPPED, tmp_path / 'int8.onnx', camvid_dir / 'train', frames=8, progress=False)
