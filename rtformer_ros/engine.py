@@ -48,8 +48,8 @@ OPENVINO_BF16 = 'OpenVINO-bf16'
 _OPENVINO = (OPENVINO, OPENVINO_FP32, OPENVINO_BF16)
 
 # Our preference order for 'auto'; other providers ORT may list (Azure, ORT's OpenVINO EP, ...) are not used.
-# OpenVINO comes before ORT's CPU EP where it is faster (INT8 files; fp32 files on CPUs with bf16), see
-# _openvino_pays and docs/benchmarks.md.
+# 'auto' takes OpenVINO before ORT's CPU EP for INT8 files only (fastest there, docs/benchmarks.md); fp32 files
+# stay on ORT, exact.
 _PREFERENCE = (TENSORRT, CUDA, OPENVINO, CPU)
 _SHORT_NAMES = {'tensorrt': TENSORRT, 'trt': TENSORRT, 'cuda': CUDA, 'cpu': CPU, 'openvino': OPENVINO,
                 'ov': OPENVINO, 'openvino-fp32': OPENVINO_FP32, 'ov-fp32': OPENVINO_FP32,
@@ -308,19 +308,6 @@ class _BoundRunner:
         return labels, conf
 
 
-def _openvino_pays(precision: str) -> bool:
-    """Whether 'auto' should prefer OpenVINO for a file of ``precision`` on this CPU.
-
-    Measured (docs/benchmarks.md): OpenVINO is faster on INT8 files, and in bf16 on CPUs that have it; in fp32 the
-    ORT CPU EP is faster on the plain graph, so an fp32 file on a CPU without bf16 stays on ORT.
-    """
-    if precision == 'int8':
-        return True
-    import openvino as ov
-
-    return 'BF16' in ov.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
-
-
 class _OpenVINORunner:
     """The openvino runtime: a compiled model and a pool of infer requests, one per concurrent caller.
 
@@ -494,8 +481,9 @@ class SegmentationEngine:
         if io_binding is None:
             io_binding = on_gpu
         self._runner: _SessionRunner | _BoundRunner | _OpenVINORunner | None = None
-        if openvino is not None and not explicit and not _openvino_pays(self.metadata.precision):
-            _log.info('%s: not on OpenVINO: an fp32 file on a CPU without bf16 runs faster on ORT', source)
+        if openvino is not None and not explicit and self.metadata.precision != 'int8':
+            # 'auto' keeps fp32/fp16 files exact on ORT: OpenVINO would run them in bf16 on CPUs that have it
+            # (faster, 99.8 % of labels equal) and slower than ORT in fp32 elsewhere; providers='openvino' asks.
             openvino = None
         if openvino is not None:
             try:

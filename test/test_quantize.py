@@ -84,6 +84,11 @@ def test_quantized_model_segments_like_the_fp32_model(tiny_model: Path, quantize
             assert got.confidence is not None and np.abs(got.confidence - want.confidence).max() < 0.05
 
 
+def test_auto_runs_int8_files_on_openvino_where_installed(quantized: Path):
+    with SegmentationEngine(quantized, warmup=0) as engine:
+        assert engine.provider == ('OpenVINO' if HAS_OPENVINO else 'CPUExecutionProvider')
+
+
 def test_info_shows_precision_and_calibration(quantized: Path, capsys: pytest.CaptureFixture[str]):
     assert main(['info', str(quantized), '--json']) == 0
     info = json.loads(capsys.readouterr().out)
