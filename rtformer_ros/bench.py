@@ -51,8 +51,8 @@ class Row:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument('--variants', nargs='*', default=['slim', 'base'], choices=('slim', 'base'),
-                   help='exported with random weights at every --sizes (none: only --models)')
+    p.add_argument('--variants', nargs='*', default=None, choices=('slim', 'base'),
+                   help='exported with random weights at every --sizes (default: slim base, none with --models)')
     p.add_argument('--sizes', nargs='+', default=['360x480', '512x1024', '1024x2048'], help='HxW sizes')
     p.add_argument('--backends', nargs='+', default=None, choices=BACKENDS,
                    help='default: torch, cpu, OpenVINO (both precisions) where installed, and every GPU provider '
@@ -173,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:  # progress is a nicety
         def tqdm(x, **_):  # noqa: ANN001, ANN202
             return x
-    jobs: list[tuple[str | None, tuple[int, int] | None]] = [(v, s) for v in args.variants for s in sizes]
+    variants = args.variants if args.variants is not None else [] if args.models else ['slim', 'base']
+    jobs: list[tuple[str | None, tuple[int, int] | None]] = [(v, s) for v in variants for s in sizes]
     jobs += [(None, None)] if args.models else []  # the --models files, timed together
     engine_backends = [b for b in backends if b != 'torch']
     for variant, size in tqdm(jobs, desc='bench', unit='config'):
