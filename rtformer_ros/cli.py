@@ -1,4 +1,4 @@
-"""``rtformer``: one command line for the package (convert, info, export, bench, train, eval, replay, ...).
+"""``rtformer``: one command line for the package (convert, info, export, quantize, bench, train, eval, ...).
 
 Subcommands import their heavy modules (torch, onnx) lazily, so ``rtformer --help`` is instant and a robot with
 only ONNX Runtime can still run the commands that need nothing more. Every known failure prints one line
@@ -150,6 +150,7 @@ def _onnx_info(path: Path) -> dict:
             'precision': meta.precision,
             'confidence': meta.confidence,
             'package_version': meta.package_version,
+            **({'calibration': meta.calibration} if meta.calibration else {}),
         }
 
 
@@ -177,6 +178,43 @@ def _export(args: argparse.Namespace) -> int:
     net = f' (network at {args.net_size[0]}x{args.net_size[1]})' if args.net_size else ''
     print(f'{out}: {args.size[0]}x{args.size[1]}{net}, {"fp16" if args.fp16 else "fp32"}, '
           f'{out.stat().st_size / 1e6:.1f} MB')
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ quantize
+
+def _add_quantize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser('quantize', help='exported fp32 .onnx -> INT8 (QDQ), calibrated on frames of a bag or folder',
+                       description='Static INT8: per-channel int8 weights, uint8 activations with ranges from '
+                                   "calibration frames fed through the engine's own resize and colour path. "
+                                   "Calibrate on frames like the camera's, never on the frames you score on.")
+    p.add_argument('model', type=Path, help='fp32 .onnx from rtformer export')
+    p.add_argument('-o', '--output', type=Path, required=True, help='destination .onnx')
+    p.add_argument('--calib', type=Path, required=True,
+                   help='calibration frames: an image folder (png/jpg/bmp) or a rosbag2 (folder, .db3 or .mcap)')
+    p.add_argument('--topic', default=None, help="the bag's image topic (default: its only image topic)")
+    p.add_argument('--frames', type=int, default=64, help='calibration frames, spread over the source (default 64)')
+    p.add_argument('--method', default='minmax',
+                   help='activation ranges: minmax (default), percentile (99.999th) or entropy')
+    p.add_argument('--resize', choices=('stretch', 'letterbox'), default='stretch',
+                   help='how frames of another size are fitted (as the node parameter)')
+    p.add_argument('--keep-float', nargs='*', default=None, metavar='OP',
+                   help='op types left in float besides the input normalisation and the output tail '
+                        '(default: none; e.g. MatMul)')
+    p.add_argument('--confidence-op', default='softmax',
+                   help='confidence as ReduceMax(Softmax) (softmax, default: fastest on OpenVINO) or as exported, '
+                        '1/sum(exp(l - max l)) (direct: fastest on the ORT CPU EP)')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    p.set_defaults(handler=_quantize)
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from rtformer_ros.quantize import quantize_model
+
+    out = quantize_model(args.model, args.output, args.calib, frames=args.frames, method=args.method,
+                         topic=args.topic, resize=args.resize, keep_float=tuple(args.keep_float or ()),
+                         confidence_op=args.confidence_op, progress=not args.no_progress)
+    print(f'{out}: int8 (QDQ), calibrated on {args.calib} ({args.method}), {out.stat().st_size / 1e6:.1f} MB')
     return 0
 
 
@@ -231,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='rtformer', description=__doc__.splitlines()[0])
     parser.add_argument('--version', action='version', version=f'rtformer_ros {__version__}')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    for add in (_add_convert, _add_info, _add_export, _add_bench, _add_train, _add_bags, _add_demo):
+    for add in (_add_convert, _add_info, _add_export, _add_quantize, _add_bench, _add_train, _add_bags, _add_demo):
         add(sub)
     return parser
 

@@ -1,15 +1,21 @@
-"""ONNX Runtime inference engine for exported RTFormer graphs: providers, I/O binding, resize policy.
+"""ONNX Runtime / OpenVINO inference engine for exported RTFormer graphs: providers, I/O binding, resize policy.
 
 The exported graph (see ``rtformer_ros.metadata``) takes one ``image`` uint8 (1, H, W, 3) RGB frame at a static
 size and returns ``labels`` uint8 (1, H, W) [and ``confidence`` (1, H, W)]; normalisation, upsampling and argmax
-happen inside the graph. This module only fits frames of any size to H x W, runs the session on the best
-provider (TensorRT -> CUDA -> CPU) and maps the result back to the frame's own size.
+happen inside the graph. This module only fits frames of any size to H x W, runs the graph on the best provider
+(TensorRT -> CUDA -> OpenVINO -> CPU) and maps the result back to the frame's own size.
 
-Imports neither torch nor ROS: a robot needs only ONNX Runtime, OpenCV and numpy.
+OpenVINO is the `openvino` runtime itself (an optional install), not ONNX Runtime's OpenVINO execution provider:
+the runtime runs the file in bf16 on CPUs that have it (AVX512-BF16, AMX) and reads INT8 QDQ files, while
+``onnxruntime-openvino`` replaces the ``onnxruntime`` module and its CPU device offers no bf16 (measured in
+docs/benchmarks.md). The ONNX Runtime session is still made, for the contract check and the metadata.
+
+Imports neither torch nor ROS: a robot needs only ONNX Runtime, OpenCV and numpy (and optionally OpenVINO).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import threading
@@ -34,10 +40,20 @@ _log = logging.getLogger(__name__)
 TENSORRT = 'TensorrtExecutionProvider'
 CUDA = 'CUDAExecutionProvider'
 CPU = 'CPUExecutionProvider'
+# The openvino runtime on the CPU (not an ORT provider): its own precision choice (bf16 where the CPU has it), or
+# forced to fp32 / bf16.
+OPENVINO = 'OpenVINO'
+OPENVINO_FP32 = 'OpenVINO-fp32'
+OPENVINO_BF16 = 'OpenVINO-bf16'
+_OPENVINO = (OPENVINO, OPENVINO_FP32, OPENVINO_BF16)
 
-# Our preference order for 'auto'; other providers ORT may list (Azure, OpenVINO, ...) are not used.
-_PREFERENCE = (TENSORRT, CUDA, CPU)
-_SHORT_NAMES = {'tensorrt': TENSORRT, 'trt': TENSORRT, 'cuda': CUDA, 'cpu': CPU}
+# Our preference order for 'auto'; other providers ORT may list (Azure, ORT's OpenVINO EP, ...) are not used.
+# 'auto' takes OpenVINO before ORT's CPU EP for INT8 files only (fastest there, docs/benchmarks.md); fp32 files
+# stay on ORT, exact.
+_PREFERENCE = (TENSORRT, CUDA, OPENVINO, CPU)
+_SHORT_NAMES = {'tensorrt': TENSORRT, 'trt': TENSORRT, 'cuda': CUDA, 'cpu': CPU, 'openvino': OPENVINO,
+                'ov': OPENVINO, 'openvino-fp32': OPENVINO_FP32, 'ov-fp32': OPENVINO_FP32,
+                'openvino-bf16': OPENVINO_BF16, 'ov-bf16': OPENVINO_BF16}
 _GPU_PROVIDERS = frozenset({TENSORRT, CUDA})
 
 _RESIZE_POLICIES = ('stretch', 'letterbox')
@@ -77,10 +93,17 @@ def available_providers() -> list[str]:
     """ONNX Runtime providers usable by the engine on this machine, in preference order (best first).
 
     A listed GPU provider may still fail to initialise (missing CUDA/TensorRT libraries); the engine
-    checks what the session actually got.
+    checks what the session actually got. 'OpenVINO' is listed when the ``openvino`` package is installed.
     """
-    present = set(ort.get_available_providers())
+    present = _present()
     return [name for name in _PREFERENCE if name in present]
+
+
+def _present() -> set[str]:
+    present = set(ort.get_available_providers())
+    if importlib.util.find_spec('openvino') is not None:
+        present.update(_OPENVINO)
+    return present
 
 
 @dataclass(frozen=True)
@@ -166,10 +189,11 @@ def _resolve_providers(providers: str | Sequence[str], source: str) -> tuple[lis
     # A comma-separated string ('tensorrt,cuda') is a list too: ROS parameters are plain strings.
     requested = [p.strip() for p in providers.split(',')] if isinstance(providers, str) else list(providers)
     if not requested:
-        msg = f"{source}: no provider given (use 'auto', 'tensorrt', 'cuda', 'cpu' or ORT provider names)"
+        msg = (f"{source}: no provider given (use 'auto', 'tensorrt', 'cuda', 'openvino', 'openvino-fp32', "
+               "'openvino-bf16', 'cpu' or ORT provider names)")
         raise EngineError(msg)
     names = list(dict.fromkeys(_SHORT_NAMES.get(name.lower(), name) for name in requested))  # dedupe, keep order
-    present = set(ort.get_available_providers())
+    present = _present()
     for name in names:
         if name not in present:
             msg = (f'{source}: provider {name} requested but not available '
@@ -284,8 +308,53 @@ class _BoundRunner:
         return labels, conf
 
 
+class _OpenVINORunner:
+    """The openvino runtime: a compiled model and a pool of infer requests, one per concurrent caller.
+
+    An infer request is not thread-safe, so each call takes an idle one (or makes one) and gives it back;
+    outputs are copied out of the request's buffers before it goes back to the pool.
+    """
+
+    def __init__(self, source: str, has_confidence: bool, precision: str | None, threads: int) -> None:
+        import openvino as ov
+
+        config: dict[str, object] = {'PERFORMANCE_HINT': 'LATENCY'}
+        if precision:  # 'f32' or 'bf16'; OpenVINO's default on BF16/AMX CPUs is bf16
+            config['INFERENCE_PRECISION_HINT'] = precision
+        if threads:
+            config['INFERENCE_NUM_THREADS'] = threads
+        start = time.perf_counter()
+        try:
+            self._compiled = ov.Core().compile_model(source, 'CPU', config)
+        except RuntimeError as err:
+            msg = f'{source}: OpenVINO cannot compile the model ({first_line(err)})'
+            raise EngineError(msg) from None
+        hint = self._compiled.get_property('INFERENCE_PRECISION_HINT').to_string()  # 'bf16', 'f32', 'f16'
+        self.precision = {'f32': 'fp32', 'f16': 'fp16'}.get(hint, hint)
+        _log.info('%s: OpenVINO compiled in %.1f s (%s)', source, time.perf_counter() - start, self.precision)
+        names = [output.get_any_name() for output in self._compiled.outputs]
+        self._labels = names.index('labels')
+        self._confidence = names.index('confidence') if has_confidence else None
+        self._idle: list[object] = []
+        self._lock = threading.Lock()
+
+    def run(self, frame: np.ndarray, confidence: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        with self._lock:
+            request = self._idle.pop() if self._idle else self._compiled.create_infer_request()
+        try:
+            request.infer({0: frame[None]})
+            labels = request.get_output_tensor(self._labels).data[0].copy()
+            conf = None
+            if confidence and self._confidence is not None:
+                conf = request.get_output_tensor(self._confidence).data[0].copy()
+        finally:
+            with self._lock:
+                self._idle.append(request)
+        return labels, conf
+
+
 class SegmentationEngine:
-    """One ONNX Runtime session of an exported RTFormer graph, fed frames of any size.
+    """One exported RTFormer graph on ONNX Runtime (or OpenVINO), fed frames of any size.
 
     The graph wants RGB; ``color_order='bgr'`` frames get their channels reversed in place on the
     model-size frame right after the resize (or in the one copy made when no resize is needed).
@@ -302,7 +371,9 @@ class SegmentationEngine:
 
     Attributes:
         metadata: what the exported file says about itself (classes, palette, input size, ...).
-        provider: the ORT provider actually running the graph, e.g. 'CUDAExecutionProvider'.
+        provider: the ORT provider actually running the graph, e.g. 'CUDAExecutionProvider', or 'OpenVINO'.
+        precision: what the runtime computes the float parts in: 'fp32', or 'bf16' where OpenVINO chose it
+            (an INT8 file's quantized layers run in int8 either way; see ``metadata.precision``).
         input_size: (H, W) of the graph.
         has_confidence: whether the graph has a ``confidence`` output.
         model_path: the model file.
@@ -330,16 +401,19 @@ class SegmentationEngine:
 
         Args:
             model_path: exported ``.onnx`` file with rtformer metadata.
-            providers: 'auto' (TensorRT -> CUDA -> CPU, whatever is available), a short name ('tensorrt',
-                'cuda', 'cpu'), or a list (or comma-separated string) of short or full ORT provider names.
-                An explicit provider that is not available is an error, never a silent fallback.
+            providers: 'auto' (TensorRT -> CUDA -> OpenVINO -> CPU, whatever is available), a short name
+                ('tensorrt', 'cuda', 'openvino', 'openvino-fp32', 'openvino-bf16', 'cpu'), or a list (or
+                comma-separated string) of short or full ORT provider names. OpenVINO runs the graph when it
+                comes first ('openvino': the float parts in bf16 where the CPU has it, else fp32;
+                'openvino-fp32', 'openvino-bf16': that precision always). An explicit provider that is not
+                available is an error, never a silent fallback.
             device_id: GPU index for the CUDA/TensorRT providers.
             cache_dir: TensorRT engine and timing cache folder (default ``~/.cache/rtformer_ros/tensorrt``).
             resize: default resize policy, 'stretch' or 'letterbox'.
             warmup: inference runs on a dummy frame before returning (first GPU runs are slow).
-            intra_op_threads: ORT intra-op threads; 0 keeps ORT's default.
+            intra_op_threads: ORT (or OpenVINO) inference threads; 0 keeps the runtime's default.
             io_binding: bind pre-allocated buffers; None = on GPU providers only. True on CPU exercises the
-                GPU code path with CPU buffers.
+                GPU code path with CPU buffers. OpenVINO ignores it.
             allow_spinning: let ORT's intra-op threads busy-wait for work after each run (ORT's default, best
                 for back-to-back runs as in a benchmark). False makes them sleep: spinning threads keep burning
                 CPU after every frame, which on a small CPU machine slows the node's publishing and every
@@ -362,6 +436,8 @@ class SegmentationEngine:
             raise EngineError(msg)
 
         names, explicit = _resolve_providers(providers, source)
+        openvino = names[0] if names[0] in _OPENVINO else None
+        names = [name for name in names if name not in _OPENVINO] or [CPU]  # ORT: contract, metadata, fallback
         cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
         if TENSORRT in names:
             try:
@@ -389,6 +465,7 @@ class SegmentationEngine:
         self.provider: str = active[0]
 
         self.input_size, confidence_dtype = _check_graph(self._session, source)
+        self.precision = 'fp32'  # what the runtime computes in: 'bf16' where OpenVINO chose it
         self.has_confidence = confidence_dtype is not None
         try:
             self.metadata = ModelMetadata.from_props(self._session.get_modelmeta().custom_metadata_map, source)
@@ -403,15 +480,30 @@ class SegmentationEngine:
         on_gpu = self.provider in _GPU_PROVIDERS
         if io_binding is None:
             io_binding = on_gpu
-        self._runner: _SessionRunner | _BoundRunner | None
-        if io_binding:
+        self._runner: _SessionRunner | _BoundRunner | _OpenVINORunner | None = None
+        if openvino is not None and not explicit and self.metadata.precision != 'int8':
+            # 'auto' keeps fp32/fp16 files exact on ORT: OpenVINO would run them in bf16 on CPUs that have it
+            # (faster, 99.8 % of labels equal) and slower than ORT in fp32 elsewhere; providers='openvino' asks.
+            openvino = None
+        if openvino is not None:
+            try:
+                hint = {OPENVINO_FP32: 'f32', OPENVINO_BF16: 'bf16'}.get(openvino)  # None: OpenVINO's choice
+                self._runner = _OpenVINORunner(source, self.has_confidence, hint, intra_op_threads)
+            except EngineError as err:
+                if explicit:
+                    raise
+                _log.warning('%s; falling back to %s', err, self.provider)
+            else:
+                self.provider, self.precision, io_binding = openvino, self._runner.precision, False
+        if self._runner is None and io_binding:
             self._runner = _BoundRunner(self._session, self.input_size, confidence_dtype,
                                         'cuda' if on_gpu else 'cpu', device_id)
-        else:
+        elif self._runner is None:
             self._runner = _SessionRunner(self._session, self.has_confidence)
-        _log.info('%s: %s %s on %s (input %dx%d, network %dx%d, %d classes, %s)', source, self.metadata.variant,
-                  self.metadata.dataset, self.provider, *self.input_size, *self.metadata.net_size,
-                  self.metadata.num_classes, 'io binding' if io_binding else 'plain run')
+        _log.info('%s: %s %s (%s) on %s in %s (input %dx%d, network %dx%d, %d classes, %s)', source,
+                  self.metadata.variant, self.metadata.dataset, self.metadata.precision, self.provider,
+                  self.precision, *self.input_size, *self.metadata.net_size, self.metadata.num_classes,
+                  'io binding' if io_binding else 'plain run')
         self._warm_up(warmup)
 
     def _warm_up(self, runs: int) -> None:
@@ -444,16 +536,12 @@ class SegmentationEngine:
             EngineError: the engine is closed, or ONNX Runtime failed to run.
         """
         start = time.perf_counter()
-        image = _check_image(image)
-        bgr = _check_choice('color_order', color_order, _COLOR_ORDERS) == 'bgr'
-        policy = self.resize if resize is None else _check_choice('resize', resize, _RESIZE_POLICIES)
+        frame, window = self._preprocess(image, color_order, resize)
         runner = self._runner
         if runner is None:
             msg = f'{self._source}: engine is closed'
             raise EngineError(msg)
         image_hw = (image.shape[0], image.shape[1])
-        window = _fit(image_hw, self.input_size, policy)
-        frame = self._prepare(image, window, bgr)
         try:
             labels, conf = runner.run(frame, confidence)
         except _ORT_ERRORS as err:
@@ -463,6 +551,23 @@ class SegmentationEngine:
         if conf is not None:
             conf = _restore(conf.astype(np.float32, copy=False), window, image_hw, cv2.INTER_LINEAR)
         return Segmentation(labels, conf, (time.perf_counter() - start) * 1e3)
+
+    def preprocess(self, image: np.ndarray, color_order: str = 'rgb', resize: str | None = None) -> np.ndarray:
+        """The (H, W, 3) RGB frame at the model size that ``infer`` would feed the graph for ``image``.
+
+        What INT8 calibration feeds the graph, so it sees frames exactly as at run time.
+
+        Raises:
+            ValueError: the image is not uint8 HxWx3, or an unknown color_order / resize.
+        """
+        return self._preprocess(image, color_order, resize)[0]
+
+    def _preprocess(self, image: np.ndarray, color_order: str, resize: str | None) -> tuple[np.ndarray, _Window]:
+        image = _check_image(image)
+        bgr = _check_choice('color_order', color_order, _COLOR_ORDERS) == 'bgr'
+        policy = self.resize if resize is None else _check_choice('resize', resize, _RESIZE_POLICIES)
+        window = _fit((image.shape[0], image.shape[1]), self.input_size, policy)
+        return self._prepare(image, window, bgr), window
 
     def _prepare(self, image: np.ndarray, window: _Window, bgr: bool) -> np.ndarray:
         """A contiguous (H, W, 3) RGB frame at the model size; ``image`` itself when nothing needs doing."""

@@ -42,9 +42,10 @@ class ModelMetadata:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     ignore_index: int = IGNORE_INDEX
-    precision: str = 'fp32'
+    precision: str = 'fp32'  # 'fp32', 'fp16' or 'int8' (QDQ, from `rtformer quantize`)
     confidence: bool = False
     package_version: str = ''
+    calibration: str = ''  # int8: the calibration source, frame count and method
 
     def __post_init__(self) -> None:
         if self.net_size is None:
@@ -72,6 +73,8 @@ class ModelMetadata:
             'confidence': 'true' if self.confidence else 'false',
             'package_version': self.package_version,
         }
+        if self.calibration:  # only quantized files have one; fp32/fp16 exports keep their bytes
+            values['calibration'] = self.calibration
         return {_PREFIX + k: v for k, v in values.items()}
 
     @classmethod
@@ -98,6 +101,7 @@ class ModelMetadata:
                 precision=get.get('precision', 'fp32'),
                 confidence=get.get('confidence', 'false') == 'true',
                 package_version=get.get('package_version', ''),
+                calibration=get.get('calibration', ''),
             )
         except KeyError as err:
             msg = f'{source}: metadata key {_PREFIX}{err.args[0]} missing (not exported by rtformer export?)'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
 import subprocess
@@ -19,6 +20,7 @@ from tiny_model import make_tiny_model
 from rtformer_ros.classes import get_classes
 from rtformer_ros.engine import (
     CUDA,
+    OPENVINO,
     EngineError,
     Segmentation,
     SegmentationEngine,
@@ -30,12 +32,21 @@ RED = (255, 0, 0)
 BLUE = (0, 0, 255)
 MODEL_HW = (64, 80)
 SIZES = [(64, 80), (480, 640), (32, 40), (100, 37), (37, 301), (1, 1)]
+HAS_OPENVINO = importlib.util.find_spec('openvino') is not None
+needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason='openvino not installed')
 
 
-@pytest.fixture(scope='module', params=[False, True], ids=['plain-run', 'io-binding'])
+@pytest.fixture(scope='module', params=['plain-run', 'io-binding', 'openvino'])
 def engine(request: pytest.FixtureRequest, tiny_model: Path) -> SegmentationEngine:
-    """Both runners: plain session.run, and the I/O-binding path the GPU uses (with CPU buffers here)."""
-    with SegmentationEngine(tiny_model, providers='cpu', io_binding=request.param) as eng:
+    """Every runner: plain session.run, the I/O-binding path the GPU uses (with CPU buffers here), OpenVINO."""
+    if request.param == 'openvino':
+        if not HAS_OPENVINO:
+            pytest.skip('openvino not installed')
+        with SegmentationEngine(tiny_model, providers='openvino') as eng:
+            assert eng.provider == OPENVINO
+            yield eng
+        return
+    with SegmentationEngine(tiny_model, providers='cpu', io_binding=request.param == 'io-binding') as eng:
         yield eng
 
 
@@ -227,14 +238,16 @@ def test_metadata_round_trips_from_the_onnx_file(tmp_path: Path) -> None:
 def test_available_providers_are_in_preference_order() -> None:
     providers = available_providers()
     assert providers[-1] == 'CPUExecutionProvider'
-    order = ['TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider']
-    assert providers == [p for p in order if p in ort.get_available_providers()]
+    order = ['TensorrtExecutionProvider', 'CUDAExecutionProvider', OPENVINO, 'CPUExecutionProvider']
+    present = [*ort.get_available_providers(), *([OPENVINO] if HAS_OPENVINO else [])]
+    assert providers == [p for p in order if p in present]
 
 
 def test_auto_provider_is_chosen_and_logged(tiny_model: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger='rtformer_ros.engine'):
         eng = SegmentationEngine(tiny_model, warmup=1)
-    assert eng.provider == available_providers()[0]
+    # fp32 files stay on ONNX Runtime under 'auto' (OpenVINO is for INT8 files: test_quantize.py).
+    assert eng.provider == next(p for p in available_providers() if p != OPENVINO)
     assert any(eng.provider in r.getMessage() for r in caplog.records if r.name == 'rtformer_ros.engine')
     eng.close()
 
@@ -250,6 +263,27 @@ def test_explicit_cpu_provider_by_short_or_full_name(tiny_model: Path, providers
 def test_unavailable_explicit_provider_is_an_error_not_a_fallback(tiny_model: Path, providers: object) -> None:
     with pytest.raises(EngineError, match=re.escape(tiny_model.name) + '.*CUDAExecutionProvider.*not available'):
         SegmentationEngine(tiny_model, providers=providers)
+
+
+@needs_openvino
+@pytest.mark.parametrize('providers', ['openvino', 'OV', 'openvino-fp32', 'openvino-bf16', ['OpenVINO', 'cpu']])
+def test_openvino_by_name_matches_the_cpu_provider(tiny_model: Path, providers: object) -> None:
+    image = np.random.default_rng(4).integers(0, 256, (90, 130, 3), dtype=np.uint8)
+    with SegmentationEngine(tiny_model, providers=providers, warmup=0) as ov, \
+            SegmentationEngine(tiny_model, providers='cpu', warmup=0) as cpu:
+        assert ov.provider.startswith(OPENVINO) and ov.precision in ('fp32', 'bf16')
+        if providers == 'openvino-fp32':
+            assert ov.precision == 'fp32'
+        got, want = ov.infer(image, resize='letterbox'), cpu.infer(image, resize='letterbox')
+    # bf16 may flip a pixel whose two best logits tie within bf16's 8 mantissa bits.
+    assert (got.labels == want.labels).mean() >= 0.99
+    np.testing.assert_allclose(got.confidence, want.confidence, atol=0.02 if ov.precision == 'bf16' else 1e-5)
+
+
+@pytest.mark.skipif(HAS_OPENVINO, reason='openvino is installed here')
+def test_openvino_when_not_installed_is_an_error(tiny_model: Path) -> None:
+    with pytest.raises(EngineError, match=re.escape(tiny_model.name) + '.*OpenVINO.*not available'):
+        SegmentationEngine(tiny_model, providers='openvino')
 
 
 @pytest.mark.parametrize('spinning', [True, False])

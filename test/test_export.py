@@ -151,12 +151,24 @@ def test_fp16_labels_agree_with_fp32_and_io_is_unchanged(exported, camvid_dir):
     assert image.type.tensor_type.elem_type == onnx.TensorProto.UINT8
 
 
-def test_confidence_output_is_the_max_softmax_probability(exported, camvid_dir):
+def test_confidence_output_is_the_max_softmax_probability(checkpoint, exported):
+    from rtformer_ros.model import load_checkpoint
+
+    # Exported as 1 / sum(exp(l - max l)), no Softmax: it must equal PyTorch's softmax(logits).amax.
+    model = load_checkpoint(checkpoint).model.eval()
+    frame = np.random.default_rng(3).integers(0, 256, (360, 480, 3), np.uint8)
+    x = (torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) \
+        / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        reference = model(x).softmax(dim=1).amax(dim=1)[0].numpy()
     with SegmentationEngine(exported['conf'], providers='cpu', warmup=0) as engine:
-        seg = engine.infer(_val_frames(camvid_dir, 1)[0])
+        seg = engine.infer(frame)
     assert seg.confidence is not None and seg.confidence.dtype == np.float32
     assert seg.confidence.shape == seg.labels.shape
     assert 1 / 19 - 1e-6 <= seg.confidence.min() and seg.confidence.max() <= 1 + 1e-6
+    np.testing.assert_allclose(seg.confidence, reference, atol=1e-4)
+    tail = [n.op_type for n in onnx.load(exported['conf']).graph.node]
+    assert 'Softmax' not in tail[max(i for i, op in enumerate(tail) if op == 'Conv'):]
 
 
 @pytest.mark.parametrize('kind', ['missing', 'foreign', 'truncated'])

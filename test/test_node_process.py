@@ -118,7 +118,7 @@ def test_node_serves_a_real_rtformer_export(probe: Probe, camvid_dir: Path) -> N
     assert (out.height, out.width, out.header.frame_id) == (*bgr.shape[:2], 'cam')
     assert ids.max() < len(classes)
     # The node serves exactly what the engine computes for that frame, and the shipped model gets it mostly right.
-    with SegmentationEngine(resolve_model(DEFAULT_MODEL), providers='cpu', warmup=0) as engine:
+    with SegmentationEngine(resolve_model(DEFAULT_MODEL), warmup=0) as engine:  # the node's provider: 'auto'
         assert np.array_equal(ids, engine.infer(bgr, 'bgr').labels)
     truth = cv2.imread(str(camvid_dir / 'valannot' / image_path.name), cv2.IMREAD_UNCHANGED)
     scored = truth != 11  # CamVid void

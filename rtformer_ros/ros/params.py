@@ -13,12 +13,14 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import InvalidParameterValueException, ParameterException
 from rclpy.parameter import Parameter
 
+from rtformer_ros.models import default_model
+
 if TYPE_CHECKING:
     from rclpy.node import Node
 
 __all__ = ['DEFAULT_MODEL', 'PARAMETERS', 'ParamError', 'ParamSpec', 'check_value', 'declare_parameters']
 
-DEFAULT_MODEL = 'rtformer_slim_camvid_360x480.onnx'
+DEFAULT_MODEL = default_model()  # INT8 on a CPU, fp32 where ONNX Runtime offers a GPU (rtformer_ros.models)
 
 Value = str | int | float | bool | list[str]
 
