@@ -5,7 +5,10 @@ ROS-free and light (ONNX Runtime only), so the node's parameter default and the 
 
 from __future__ import annotations
 
-__all__ = ['CPU_MODEL', 'GPU_MODEL', 'default_model']
+__all__ = ['CPU_MODEL', 'GPU_MODEL', 'PROVIDER_CHOICES', 'default_model']
+
+PROVIDER_CHOICES = ('auto', 'tensorrt', 'cuda', 'openvino', 'openvino-fp32', 'openvino-bf16', 'cpu')
+"""The ``providers`` values of the node, the demo and ``rtformer eval`` (engine.SegmentationEngine takes them)."""
 
 GPU_MODEL = 'rtformer_slim_camvid_360x480.onnx'
 """fp32 (TensorRT builds its fp16 engine from it); also the file the INT8 one was quantized from."""

@@ -102,7 +102,7 @@ def test_launch_params_yaml_holds_only_declared_parameters(variant: str) -> None
         if DECLARED[name].choices:
             assert value in DECLARED[name].choices, name
     # No base model ships yet: the node must stop and ask for one rather than run slim weights as "base".
-    assert params['model'] == ('' if variant == 'base' else DECLARED['model'].default)
+    assert params.get('model', DECLARED['model'].default) == ('' if variant == 'base' else DECLARED['model'].default)
 
 
 def test_rviz_config_shows_every_image_without_tf() -> None:

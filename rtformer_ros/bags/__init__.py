@@ -23,6 +23,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rtformer_ros.models import PROVIDER_CHOICES
+
 if TYPE_CHECKING:
     from rtformer_ros.bags.evaluate import EvalOptions
 
@@ -71,7 +73,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--write-bag', type=Path, default=None,
                         help='new bag: the image topic plus <namespace>/segmentation/labels|color|overlay')
     parser.add_argument('--storage', choices=_STORAGES, default='sqlite3', help='storage of --write-bag')
-    parser.add_argument('--providers', default='auto', help='ONNX Runtime: auto, cpu, cuda, tensorrt')
+    parser.add_argument('--providers', default='auto', help=', '.join(PROVIDER_CHOICES))
     parser.add_argument('--resize', choices=('stretch', 'letterbox'), default='stretch',
                         help='how frames are fitted to the model size (as the node parameter)')
     parser.add_argument('--samples', type=int, default=6, help='frames in samples.png')

@@ -10,6 +10,7 @@ from rtformer_ros.demo.errors import DemoError
 from rtformer_ros.demo.options import DemoOptions
 from rtformer_ros.demo.session import run_demo
 from rtformer_ros.demo.summary import format_summary
+from rtformer_ros.models import PROVIDER_CHOICES
 
 __all__ = ['add_arguments', 'main', 'run']
 
@@ -24,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--model', default=None,
                         help="exported .onnx, or a name in the package's models/ (default: the node's, the shipped "
                              'RTFormer-Slim CamVid 360x480)')
-    parser.add_argument('--providers', default='auto', choices=('auto', 'cpu', 'cuda', 'tensorrt'),
-                        help='ONNX Runtime provider of the node (auto: TensorRT, CUDA, else CPU)')
+    parser.add_argument('--providers', default='auto', choices=PROVIDER_CHOICES,
+                        help='inference provider of the node (auto: TensorRT, CUDA, else the CPU: OpenVINO for INT8 '
+                             'files, ONNX Runtime for fp32)')
     parser.add_argument('--out', type=Path, default=Path('out/demo'), help='output folder (default: %(default)s)')
     parser.add_argument('--max-frames', type=int, default=0, help='at most this many frames (default: all)')
     parser.add_argument('--realtime', action='store_true',

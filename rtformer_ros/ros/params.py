@@ -13,7 +13,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import InvalidParameterValueException, ParameterException
 from rclpy.parameter import Parameter
 
-from rtformer_ros.models import default_model
+from rtformer_ros.models import PROVIDER_CHOICES, default_model
 
 if TYPE_CHECKING:
     from rclpy.node import Node
@@ -48,8 +48,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('model', DEFAULT_MODEL,
               'Exported RTFormer .onnx: a path, or a file name in the package share models/ folder '
               '(ament index) or the source tree models/. Empty: none (variant:=base needs model:=...).'),
-    ParamSpec('providers', 'auto', 'ONNX Runtime provider: auto tries TensorRT, CUDA, CPU in that order.',
-              choices=('auto', 'cpu', 'cuda', 'tensorrt')),
+    ParamSpec('providers', 'auto',
+              'Inference provider: auto tries TensorRT, CUDA, then on a CPU OpenVINO for INT8 files and ONNX Runtime '
+              'otherwise; openvino (bf16 where the CPU has it), openvino-fp32, openvino-bf16 and cpu (ONNX Runtime) '
+              'force one.',
+              choices=PROVIDER_CHOICES),
     ParamSpec('device_id', 0, 'GPU index for the CUDA/TensorRT providers.', int_range=(0, 64)),
     ParamSpec('cache_dir', '', 'TensorRT engine cache folder; empty: ~/.cache/rtformer_ros/tensorrt.'),
     ParamSpec('resize', 'stretch',
