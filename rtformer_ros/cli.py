@@ -151,6 +151,7 @@ def _onnx_info(path: Path) -> dict:
             'confidence': meta.confidence,
             'package_version': meta.package_version,
             **({'calibration': meta.calibration} if meta.calibration else {}),
+            'flip': meta.flip,
         }
 
 
@@ -166,6 +167,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                         'and the logits back, e.g. 480x640 for the shipped CamVid model')
     p.add_argument('--fp16', action='store_true', help='fp16 weights and compute (normalisations in fp32)')
     p.add_argument('--confidence', action='store_true', help='also output the max softmax probability')
+    p.add_argument('--flip', action='store_true',
+                   help='test-time flip: average the logits of the frame and of its mirror (about 2x the compute)')
     p.add_argument('--opset', type=int, default=None, help='ONNX opset (default 18)')
     p.set_defaults(handler=_export)
 
@@ -174,9 +177,10 @@ def _export(args: argparse.Namespace) -> int:
     from rtformer_ros.export import DEFAULT_OPSET, export_checkpoint
 
     out = export_checkpoint(args.checkpoint, args.output, args.size, confidence=args.confidence, fp16=args.fp16,
-                            net_size=args.net_size, opset=args.opset or DEFAULT_OPSET)
+                            net_size=args.net_size, flip=args.flip, opset=args.opset or DEFAULT_OPSET)
     net = f' (network at {args.net_size[0]}x{args.net_size[1]})' if args.net_size else ''
-    print(f'{out}: {args.size[0]}x{args.size[1]}{net}, {"fp16" if args.fp16 else "fp32"}, '
+    flip = ', flip' if args.flip else ''
+    print(f'{out}: {args.size[0]}x{args.size[1]}{net}, {"fp16" if args.fp16 else "fp32"}{flip}, '
           f'{out.stat().st_size / 1e6:.1f} MB')
     return 0
 

@@ -42,14 +42,17 @@ class FrameToLabels(nn.Module):
     """uint8 (1,H,W,3) RGB -> labels uint8 (1,H,W) [, confidence (1,H,W)]: the deployed graph's whole job.
 
     With ``net_size`` the network runs at that (H, W): the normalised frame is resized to it bilinearly and the
-    logits come back at the frame's size, so the graph's I/O stays the camera's size.
+    logits come back at the frame's size, so the graph's I/O stays the camera's size. With ``flip`` the network
+    also runs on the mirrored frame (one batch of two) and the two logit maps are averaged before the argmax.
     """
 
-    def __init__(self, model: RTFormer, confidence: bool = False, net_size: tuple[int, int] | None = None) -> None:
+    def __init__(self, model: RTFormer, confidence: bool = False, net_size: tuple[int, int] | None = None,
+                 flip: bool = False) -> None:
         super().__init__()
         self.model = model
         self.confidence = confidence
         self.net_size = tuple(net_size) if net_size else None
+        self.flip = flip
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         # (x / 255 - mean) / std as one multiply-add; folded into constants in the graph.
@@ -61,7 +64,11 @@ class FrameToLabels(nn.Module):
         size = tuple(x.shape[2:])
         if self.net_size and self.net_size != size:
             x = resize(x, self.net_size)
-        logits = self.model(x, out_size=size)
+        if self.flip:
+            both = self.model(torch.cat([x, x.flip(3)]), out_size=size)
+            logits = (both[:1] + both[1:].flip(3)) * 0.5
+        else:
+            logits = self.model(x, out_size=size)
         labels = logits.argmax(dim=1).to(torch.uint8)
         if not self.confidence:
             return (labels,)
@@ -86,7 +93,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def export_model(model: RTFormer, classes: ClassSet, out: str | Path, size: tuple[int, int], *,
                  dataset: str | None = None, confidence: bool = False, fp16: bool = False,
-                 net_size: tuple[int, int] | None = None, opset: int = DEFAULT_OPSET) -> Path:
+                 net_size: tuple[int, int] | None = None, flip: bool = False, opset: int = DEFAULT_OPSET) -> Path:
     """Export ``model`` at a fixed ``size`` (H, W) with in-graph pre/post-processing and metadata.
 
     Args:
@@ -99,6 +106,7 @@ def export_model(model: RTFormer, classes: ClassSet, out: str | Path, size: tupl
         fp16: weights and compute in fp16 (normalisations kept in fp32), I/O unchanged.
         net_size: (H, W) the network runs at inside the graph (default ``size``). A model trained with random
             rescaling on small crops can score better on frames enlarged a little (see models/README.md).
+        flip: test-time flip: average the logits of the frame and of its mirror (about twice the compute).
         opset: ONNX opset.
 
     Raises:
@@ -107,7 +115,7 @@ def export_model(model: RTFormer, classes: ClassSet, out: str | Path, size: tupl
     out = Path(out)
     model = model.eval()
     net_size = tuple(net_size or size)
-    wrapper = FrameToLabels(model, confidence=confidence, net_size=net_size).eval()
+    wrapper = FrameToLabels(model, confidence=confidence, net_size=net_size, flip=flip).eval()
     image = torch.zeros(1, size[0], size[1], 3, dtype=torch.uint8)
     names = ['labels', 'confidence'] if confidence else ['labels']
     try:
@@ -122,7 +130,7 @@ def export_model(model: RTFormer, classes: ClassSet, out: str | Path, size: tupl
     meta = ModelMetadata(
         variant=variant_of(model.cfg), dataset=dataset or classes.name, class_names=classes.names,
         palette=classes.palette, input_size=size, net_size=net_size, precision='fp16' if fp16 else 'fp32',
-        confidence=confidence, package_version=__version__,
+        confidence=confidence, package_version=__version__, flip=flip,
     )
     _make_deterministic(graph)
     onnx.helper.set_model_props(graph, meta.to_props())

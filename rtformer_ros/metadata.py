@@ -46,6 +46,7 @@ class ModelMetadata:
     confidence: bool = False
     package_version: str = ''
     calibration: str = ''  # int8: the calibration source, frame count and method
+    flip: bool = False  # test-time flip: logits of the frame and of its mirror averaged inside the graph
 
     def __post_init__(self) -> None:
         if self.net_size is None:
@@ -75,6 +76,8 @@ class ModelMetadata:
         }
         if self.calibration:  # only quantized files have one; fp32/fp16 exports keep their bytes
             values['calibration'] = self.calibration
+        if self.flip:  # likewise: exports without --flip keep their bytes
+            values['flip'] = 'true'
         return {_PREFIX + k: v for k, v in values.items()}
 
     @classmethod
@@ -102,6 +105,7 @@ class ModelMetadata:
                 confidence=get.get('confidence', 'false') == 'true',
                 package_version=get.get('package_version', ''),
                 calibration=get.get('calibration', ''),
+                flip=get.get('flip', 'false') == 'true',
             )
         except KeyError as err:
             msg = f'{source}: metadata key {_PREFIX}{err.args[0]} missing (not exported by rtformer export?)'

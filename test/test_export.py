@@ -35,7 +35,7 @@ def exported(checkpoint, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp('onnx')
     paths = {}
     for name, extra in (('fp32', []), ('fp16', ['--fp16']), ('conf', ['--confidence']),
-                        ('net', ['--net-size', '480x640'])):
+                        ('net', ['--net-size', '480x640']), ('flip', ['--flip'])):
         paths[name] = out / f'{name}.onnx'
         assert main(['export', str(checkpoint), '-o', str(paths[name]), '--size', '360x480', *extra]) == 0
     return paths
@@ -132,6 +132,29 @@ def test_net_size_runs_the_network_on_the_enlarged_frame_and_keeps_the_io_size(c
             changed += int((got != plain.infer(frame).labels).sum())
     assert same / total >= 0.999
     assert changed > 0.001 * total, 'the network did not run at another size'
+
+
+def test_flip_averages_the_logits_of_the_frame_and_its_mirror(checkpoint, exported, camvid_dir, capsys):
+    from rtformer_ros.model import load_checkpoint
+
+    model = load_checkpoint(checkpoint).model.eval()
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    same = total = changed = 0
+    with SegmentationEngine(exported['flip'], providers='cpu', warmup=0) as engine, \
+            SegmentationEngine(exported['fp32'], providers='cpu', warmup=0) as plain, torch.no_grad():
+        assert engine.metadata.flip and not plain.metadata.flip
+        for frame in _val_frames(camvid_dir, 3):
+            x = (torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255 - mean) / std
+            reference = ((model(x) + model(x.flip(3)).flip(3)) / 2).argmax(dim=1)[0].numpy()
+            got = engine.infer(frame).labels
+            same += int((got == reference).sum())
+            total += reference.size
+            changed += int((got != plain.infer(frame).labels).sum())
+    assert same / total >= 0.999
+    assert changed > 0.001 * total, 'the mirrored frame changed nothing'
+    assert main(['info', str(exported['flip']), '--json']) == 0
+    assert json.loads(capsys.readouterr().out)['flip'] is True
 
 
 def test_info_describes_an_exported_model(exported, capsys):
