@@ -108,6 +108,19 @@ def test_image_folders_pair_by_stem_and_map_the_void_id(tmp_path: Path) -> None:
     np.testing.assert_array_equal(decode_labels(msg)[0], [0, 255, 3, 255, 1, 1])
 
 
+def test_sequence_keeps_only_the_frames_of_that_recording(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    for name, value in (('0001TP_000.png', 1), ('0006R0_000.png', 6), ('0006R0_001.png', 6), ('0016E5_000.png', 9)):
+        write_png(tmp_path / 'img' / name, np.zeros((4, 6, 3), np.uint8))
+        write_png(tmp_path / 'lab' / name, np.full((4, 6), value, np.uint8))
+    folders = ('--images', str(tmp_path / 'img'), '--labels', str(tmp_path / 'lab'))
+    assert bag_from_dataset('-o', str(tmp_path / 'held'), *folders, '--sequence', '0006R0') == 0
+    assert [int(decode_labels(msg)[0, 0]) for _, msg in read_topic(tmp_path / 'held', '/camera/labels')] == [6, 6]
+    assert bag_from_dataset('-o', str(tmp_path / 'none'), *folders, '--sequence', 'Seq05VD') == 1
+    assert capsys.readouterr().err.strip().endswith('--sequence Seq05VD: no frame of the dataset starts with it')
+    assert not (tmp_path / 'none').exists()
+
+
 def test_bag_from_dataset_reports_unusable_input_in_one_line(tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     write_png(tmp_path / 'img' / 'a.png', np.zeros((4, 6, 3), np.uint8))

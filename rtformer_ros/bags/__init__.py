@@ -239,6 +239,9 @@ def add_bag_from_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--image-topic', default=None,
                         help='default /camera/image_raw (/camera/image_raw/compressed with --compressed)')
     parser.add_argument('--label-topic', default='/camera/labels')
+    parser.add_argument('--sequence', action='append', metavar='SEQ',
+                        help='only frames whose file name starts with SEQ, e.g. the CamVid sequence held out of '
+                             'training with rtformer train --holdout-sequence (repeatable)')
     parser.add_argument('--limit', type=int, default=0, help='first N frames only (0: all)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
@@ -251,6 +254,11 @@ def run_bag_from_dataset(args: argparse.Namespace) -> int:
     image_topic = args.image_topic or ('/camera/image_raw/compressed' if args.compressed else '/camera/image_raw')
     try:
         samples, void = find_samples(args.root, args.split, args.layout, args.images, args.labels)
+        if args.sequence:
+            samples = [s for s in samples if s.image.name.startswith(tuple(args.sequence))]
+            if not samples:
+                msg = f'--sequence {" ".join(args.sequence)}: no frame of the dataset starts with it'
+                raise BagError(msg)
         if args.limit > 0:
             samples = samples[:args.limit]
         summary = write_dataset_bag(
