@@ -17,6 +17,7 @@ import re
 
 from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnProcessStart
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
@@ -38,14 +39,16 @@ def _arg(context: LaunchContext, name: str) -> str:
 
 
 def _lifecycle_events(node: LifecycleNode) -> list:
-    """Configure the node once it runs, and activate it once it is inactive (autostart)."""
+    """Autostart: configure the node each time its process starts (so a respawned node comes back too), and
+    activate it when that configure ends; a later deliberate deactivate (active -> inactive) is left alone."""
     def change(transition: int) -> EmitEvent:
         return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition))
 
     return [
-        RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, goal_state='inactive',
+        RegisterEventHandler(OnProcessStart(target_action=node, on_start=[change(Transition.TRANSITION_CONFIGURE)])),
+        RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, start_state='configuring',
+                                               goal_state='inactive',
                                                entities=[change(Transition.TRANSITION_ACTIVATE)])),
-        change(Transition.TRANSITION_CONFIGURE),
     ]
 
 
@@ -95,7 +98,7 @@ def _actions(context: LaunchContext) -> list:
     )
     actions = [node]
     if managed == 'true' and _arg(context, 'autostart') == 'true':
-        actions += _lifecycle_events(node)
+        actions = [*_lifecycle_events(node), node]  # handlers first: they must be there when the process starts
     if _arg(context, 'rviz') == 'true':
         rviz_config = PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', 'rtformer.rviz'])
         actions.append(Node(package='rviz2', executable='rviz2', arguments=['-d', rviz_config], output='log'))

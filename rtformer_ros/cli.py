@@ -199,7 +199,8 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--topic', default=None, help="the bag's image topic (default: its only image topic)")
     p.add_argument('--frames', type=int, default=64, help='calibration frames, spread over the source (default 64)')
     p.add_argument('--method', default='minmax',
-                   help='activation ranges: minmax (default), percentile (99.999th) or entropy')
+                   help='activation ranges: minmax (default), percentile (99.999th) or entropy; the last two keep '
+                        "every frame's activations in memory and take at most 16 --frames")
     p.add_argument('--resize', choices=('stretch', 'letterbox'), default='stretch',
                    help='how frames of another size are fitted (as the node parameter)')
     p.add_argument('--keep-float', nargs='*', default=None, metavar='OP',

@@ -316,20 +316,22 @@ class _OpenVINORunner:
     """
 
     def __init__(self, source: str, has_confidence: bool, precision: str | None, threads: int) -> None:
-        import openvino as ov
-
         config: dict[str, object] = {'PERFORMANCE_HINT': 'LATENCY'}
         if precision:  # 'f32' or 'bf16'; OpenVINO's default on BF16/AMX CPUs is bf16
             config['INFERENCE_PRECISION_HINT'] = precision
         if threads:
             config['INFERENCE_NUM_THREADS'] = threads
         start = time.perf_counter()
+        # A package that is found but does not load (a missing native library on a robot image) must reach the
+        # caller as an EngineError too, so that providers='auto' falls back to ONNX Runtime.
         try:
+            import openvino as ov
+
             self._compiled = ov.Core().compile_model(source, 'CPU', config)
-        except RuntimeError as err:
-            msg = f'{source}: OpenVINO cannot compile the model ({first_line(err)})'
+            hint = self._compiled.get_property('INFERENCE_PRECISION_HINT').to_string()  # 'bf16', 'f32', 'f16'
+        except (ImportError, OSError, RuntimeError) as err:
+            msg = f'{source}: OpenVINO cannot compile the model ({type(err).__name__}: {first_line(err)})'
             raise EngineError(msg) from None
-        hint = self._compiled.get_property('INFERENCE_PRECISION_HINT').to_string()  # 'bf16', 'f32', 'f16'
         self.precision = {'f32': 'fp32', 'f16': 'fp16'}.get(hint, hint)
         _log.info('%s: OpenVINO compiled in %.1f s (%s)', source, time.perf_counter() - start, self.precision)
         names = [output.get_any_name() for output in self._compiled.outputs]

@@ -37,6 +37,9 @@ __all__ = ['CONFIDENCE_OPS', 'DEFAULT_KEEP_FLOAT', 'IMAGE_SUFFIXES', 'METHODS', 
            'quantize_model']
 
 METHODS = ('minmax', 'percentile', 'entropy')
+HISTOGRAM_MAX_FRAMES = 16
+"""percentile/entropy: ORT's histogram calibrator holds every calibrated tensor of every frame in memory before
+it builds the histograms (~180 MB a frame for the shipped Slim at 480x640 inside); minmax reduces as it goes."""
 CONFIDENCE_OPS = ('softmax', 'direct')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
 
@@ -219,6 +222,10 @@ def quantize_model(model: str | Path, out: str | Path, source: str | Path, *, fr
     if frames < 1:
         msg = f'--frames: expected >= 1, got {frames}'
         raise QuantizeError(msg)
+    if method != 'minmax' and frames > HISTOGRAM_MAX_FRAMES:
+        msg = (f'--frames {frames} with --method {method}: at most {HISTOGRAM_MAX_FRAMES} (its calibrator keeps every '
+               "frame's activations in memory, ~180 MB each for the shipped model); use minmax for more frames")
+        raise QuantizeError(msg)
     if confidence_op not in CONFIDENCE_OPS:
         msg = f'--confidence-op: expected one of {", ".join(CONFIDENCE_OPS)}, got {confidence_op!r}'
         raise QuantizeError(msg)
@@ -229,6 +236,7 @@ def quantize_model(model: str | Path, out: str | Path, source: str | Path, *, fr
         raise QuantizeError(str(err)) from None
     meta = engine.metadata
     if meta.precision != 'fp32':
+        engine.close()
         msg = f'{model}: is {meta.precision}; quantize the fp32 export'
         raise QuantizeError(msg)
     frames_iter = calibration_frames(source, lambda image, order: engine.preprocess(image, order), frames, topic)

@@ -130,6 +130,7 @@ def test_bad_quantize_requests_fail_with_one_line(tiny_model: Path, image_folder
         (['--calib', str(empty)], 'empty: no images'),
         (['--calib', str(image_folder), '--method', 'kl'], '--method: expected one of minmax, percentile, entropy'),
         (['--calib', str(image_folder), '--frames', '0'], '--frames: expected >= 1'),
+        (['--calib', str(image_folder), '--method', 'entropy'], '--frames 64 with --method entropy: at most 16'),
     ]
     for extra, problem in cases:
         assert main(['quantize', str(tiny_model), '-o', str(out), '--no-progress', *extra]) == 1

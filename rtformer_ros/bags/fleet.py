@@ -39,7 +39,7 @@ from rtformer_ros.metrics import ConfusionMatrix
 __all__ = ['PART_FORMAT', 'BagPart', 'Shard', 'find_bags', 'merge_parts', 'parse_shard', 'read_shards',
            'score_bags', 'shard_indices', 'write_shard']
 
-PART_FORMAT = 'rtformer-eval-part/1'
+PART_FORMAT = 'rtformer-eval-part/2'  # 2: per-frame confidence statistics
 BAG_FILES = ('.db3', '.mcap')
 
 
@@ -137,13 +137,14 @@ class BagPart:
     wall_s: float = 0.0
     model: dict[str, Any] | None = None
     samples: list[SampleView] = field(default_factory=list)
+    confidence: list[list[float]] = field(default_factory=list)  # per frame: mean, share under LOW_CONFIDENCE
 
     @classmethod
     def of(cls, index: int, path: str, result: EvalResult) -> BagPart:
         return cls(index, path, None, result.frames, result.paired, dict(result.unpaired), dict(result.skipped),
                    result.confusion.matrix.copy(), result.confusion.ignore_index, list(result.class_names),
                    [list(c) for c in result.palette], list(result.latencies_ms), result.wall_s, result.model,
-                   list(result.samples))
+                   list(result.samples), [list(c) for c in result.confidence])
 
 
 def _png(image: np.ndarray | None) -> str | None:
@@ -418,6 +419,7 @@ def merge_parts(opts: EvalOptions, parts: Sequence[BagPart], samples: int) -> Ev
         unpaired.update(part.unpaired)
         result.skipped.update(part.skipped)
         result.latencies_ms += part.latencies_ms
+        result.confidence += [(mean, low) for mean, low in part.confidence]
         result.wall_s += part.wall_s  # summed over workers: wall_fps is the rate of one worker
         candidates += part.samples
     result.unpaired = dict(unpaired)

@@ -95,7 +95,11 @@ class SegmentationNode(Node):
         segmenter = Segmenter(self, self.done.set_result)
         segmenter.configure(resolve_model(str(segmenter.params['model'])))
         self._segmenter = segmenter
-        segmenter.activate()
+        try:
+            segmenter.activate()
+        except BaseException:
+            self.destroy_node()  # the caller never gets this node to destroy: release the engine and the worker
+            raise
 
     def destroy_node(self) -> None:
         """Stop the worker (it finishes the frame in hand), release the engine, then the ROS entities."""

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.duration import Duration
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
@@ -180,6 +181,7 @@ class Segmenter:
         self._diagnostics: Publisher | None = None
         self._last_log: dict[tuple[str, str], float] = {}
         self._failures = 0  # consecutive inference failures, any camera
+        self._stopping = False  # deactivate is under way: a failing frame in hand is not a failure
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
@@ -214,6 +216,7 @@ class Segmenter:
         compressed = self.params['input_transport'] == 'compressed'
         names = list(self.params['cameras']) or ['']  # type: ignore[call-overload]
         self._failures = 0
+        self._stopping = False
         slots: LatestFrameSlots[_Frame] = LatestFrameSlots(names)
         self._slots = slots  # before the subscriptions: their callbacks put into it
         self._cameras = {name: self._create_camera(name, compressed, str(self.params['input_qos']))
@@ -233,6 +236,9 @@ class Segmenter:
 
     def deactivate(self) -> None:
         """Stop the worker (it finishes the frame in hand) and destroy what ``activate`` created."""
+        # A frame still in hand after the join (a first TensorRT/OpenVINO run can be slow) may fail on a destroyed
+        # publisher or a released engine: that ends the worker quietly instead of counting towards on_failure.
+        self._stopping = True
         if self._slots is not None:
             self._slots.close()
         if self._worker is not None:
@@ -387,7 +393,9 @@ class Segmenter:
             self._failures = 0
 
     def _failed(self, camera: _Camera, err: Exception) -> bool:
-        """Count an inference failure; True when the worker must stop (``on_failure:=exit``)."""
+        """Count an inference failure; True when the worker must stop (``on_failure:=exit``, or deactivating)."""
+        if self._stopping:
+            return True
         camera.stats.count('failed')
         self._failures += 1
         logger = self._node.get_logger()
@@ -398,6 +406,9 @@ class Segmenter:
             logger.fatal(f'{camera.input_topic}: {self._failures} inference failures in a row, the last: {err}; '
                          f'exiting with code {EXIT_FAILED} (on_failure:=exit)')
             self._publish_diagnostics()  # the ERROR status goes out before the process does
+            publisher = self._diagnostics
+            if publisher is not None:  # and is acknowledged by its readers (bounded), not lost with the process
+                publisher.wait_for_all_acked(Duration(seconds=1))
             self._on_fatal(EXIT_FAILED)
             return True
         logger.error(f'{camera.input_topic}: {self._failures} inference failures in a row, the last: {err}; '
