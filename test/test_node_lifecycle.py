@@ -58,7 +58,7 @@ def test_lifecycle_node_follows_configure_activate_deactivate_cleanup(tiny_model
             assert _entities(probe) == (0, 0)
             assert _change(probe, Transition.TRANSITION_CONFIGURE)
             assert _state(probe) == 'inactive'
-            assert f'{tiny_model}: tiny camvid on CPUExecutionProvider' in node.output  # the model is loaded
+            assert f'{tiny_model}: tiny camvid (fp32) on CPUExecutionProvider' in node.output  # the model is loaded
             assert _entities(probe) == (0, 0)  # but nothing is subscribed or published yet
 
             assert _change(probe, Transition.TRANSITION_ACTIVATE)
