@@ -51,7 +51,10 @@ fi
 stamp_file=$VENV/.rtformer_ros-stamp
 stamp=$( { echo "$mode $distro $system_ros $version"; cat requirements*.txt setup.py setup.cfg package.xml; } \
   | sha256sum | cut -d' ' -f1)
-if [[ -x $VENV/bin/python && -f $stamp_file && $(cat "$stamp_file") == "$stamp" ]]; then
+# The console script proves the editable install is still there (a `pip install --prefix` run with this venv's pip
+# without --ignore-installed uninstalls it).
+if [[ -x $VENV/bin/python && -x $VENV/bin/rtformer_node && -f $stamp_file && $(cat "$stamp_file") == "$stamp" ]]
+then
   say "$VENV is up to date ($mode, $distro)"
   exit 0
 fi

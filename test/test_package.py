@@ -258,8 +258,11 @@ def pip_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`pip install .` of this source tree into a fresh prefix (laid out like a venv); the prefix."""
     prefix = tmp_path_factory.mktemp('pip_prefix')
     # No build isolation: CI may have no index to fetch setuptools from; this venv's (79) builds the wheel as pip's.
+    # --ignore-installed: without it pip first uninstalls the venv's own (editable) rtformer_ros, which removes the
+    # console scripts and the import hook that the rest of the suite, test.sh's next run and the demo rely on.
     result = subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps', '--no-build-isolation',
-                             '--prefix', str(prefix), str(REPO)], capture_output=True, text=True, timeout=600)
+                             '--ignore-installed', '--prefix', str(prefix), str(REPO)], capture_output=True, text=True,
+                            timeout=600)
     assert result.returncode == 0, f'pip install . failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
     return prefix
 
