@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from importlib.util import find_spec
 from pathlib import Path
@@ -295,3 +296,31 @@ def test_real_launch_passes_cameras_log_level_and_respawn(install_prefix: Path, 
     with LaunchProcess('model:=/no/such.onnx', 'respawn:=true', 'log_level:=debug') as launch:
         probe.wait_until(lambda: launch.output.count('/no/such.onnx') >= 2, 60, 'a respawned node')
         assert '[DEBUG]' in launch.output
+
+
+def test_real_launch_managed_node_stays_deactivated_and_comes_back_active_after_a_respawn(
+        install_prefix: Path, probe: Probe) -> None:
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    node = f'/robot/{NODE_NAME}'
+
+    def state() -> str:
+        return probe.call(GetState, f'{node}/get_state', GetState.Request(), timeout=30).current_state.label
+
+    def active() -> bool:
+        return probe.node.count_subscribers('/robot/image') >= 1  # activate subscribes, deactivate unsubscribes
+
+    with LaunchProcess('namespace:=robot', 'managed:=true', 'respawn:=true') as launch:
+        probe.wait_until(active, 90, 'the autostarted node active')
+        request = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))
+        assert probe.call(ChangeState, f'{node}/change_state', request, timeout=60).success
+        probe.wait_until(lambda: not active(), 30, 'the node deactivated')
+        time.sleep(3)  # autostart must not undo a deliberate deactivate
+        assert state() == 'inactive' and not active(), launch.output
+        # Kill the node: launch respawns it, and autostart configures and activates the new process.
+        pid = int(re.findall(r'rtformer_lifecycle_node-\d+\]: process started with pid \[(\d+)\]', launch.output)[-1])
+        os.kill(pid, signal.SIGKILL)
+        probe.wait_until(lambda: launch.output.count('process started with pid') >= 2, 60, 'a respawned node')
+        probe.wait_until(active, 90, 'the respawned node active again')
+        assert state() == 'active'

@@ -36,6 +36,7 @@ __all__ = ['ReplayOptions', 'ReplaySummary', 'replay']
 
 NODE_NAME = 'rtformer_replay'
 RESEND_S = 1.0  # lockstep: send a frame again after this long without an answer (a lost best-effort sample)
+MATCH_SETTLE_S = 1.0  # timed: pause after our side matched the node, before the first frame (see _wait_for_peers)
 
 # Frames out: reliable (reaches best-effort and reliable subscribers alike), depth for bursts at high --rate.
 _PUBLISH_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
@@ -237,6 +238,11 @@ def replay(opts: ReplayOptions) -> ReplaySummary:
             executor.add_node(node)
             spinner.start()
             _wait_for_peers(publisher, recorder, opts, publish_topic)
+            if not opts.lockstep:
+                # Matching is seen on our side first; the node's side (its reader of our frames, and the readers of
+                # its outputs that its laziness checks) completes moments later. A timed replay never resends, so
+                # frames sent before then would be lost (best effort) or skipped as unwatched.
+                time.sleep(MATCH_SETTLE_S)
             with bag:
                 for topic in copied:
                     like = reader.connections(topic)[0]
