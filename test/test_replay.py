@@ -111,9 +111,11 @@ def test_timed_replay_records_answers_and_extra_topics_of_the_frames_sent(camvid
     with BagReader(recorded) as out:
         stamps = {topic: [header_stamp_ns(raw) for _, _, raw in out.messages([topic])] for topic in out.topics}
     assert stamps[IMAGE] == stamps[LABELS] == sent  # copied in order, only the frames sent
-    # The node may drop frames in real time, but whatever it answered is recorded once, on both topics.
-    assert stamps[PRED] and set(stamps[PRED]) <= set(sent) and len(set(stamps[PRED])) == len(stamps[PRED])
-    assert sorted(stamps[color]) == sorted(stamps[PRED])
+    # The node may drop frames in real time, and a best-effort sample can be lost on one topic and not the other,
+    # but whatever arrived is a frame that was sent, recorded once per topic.
+    for topic in (PRED, color):
+        assert stamps[topic] and set(stamps[topic]) <= set(sent), topic
+        assert len(set(stamps[topic])) == len(stamps[topic]), topic
 
 
 @pytest.fixture(scope='module')
