@@ -102,7 +102,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         ('latency p50/p95', f'{ms(summary["latency_ms"]["p50"])} / {ms(summary["latency_ms"]["p95"])} ms '
                             '(publish -> labels back, incl. transport)'),
         ('node p50/p95', f'{ms(node["latency_ms_p50"])} / {ms(node["latency_ms_p95"])} ms (callback -> labels)'),
-        ('engine p50', f'{ms(node["engine_ms_p50"])} ms (ONNX Runtime, diagnostics)'),
+        ('engine p50', f'{ms(node["engine_ms_p50"])} ms (from /diagnostics)'),
         ('classes', top),
     ]
     width = max(len(key) for key, _ in rows)
