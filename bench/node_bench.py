@@ -37,7 +37,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from rtformer_ros.engine import SegmentationEngine
-from rtformer_ros.ros.codec import decode_image, image_message
+from rtformer_ros.image.codec import decode_image, image_message
 from rtformer_ros.ros.probe import NodeProcess, Probe, ProbeError, diagnostic_values
 
 REPO = Path(__file__).resolve().parents[1]

@@ -30,7 +30,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
-from rtformer_ros.errors import first_line
+from rtformer_ros.errors import RtformerError, first_line
 from rtformer_ros.metadata import MetadataError, ModelMetadata
 
 __all__ = ['EngineError', 'Segmentation', 'SegmentationEngine', 'available_providers']
@@ -76,7 +76,7 @@ _ORT_ERRORS: tuple[type[BaseException], ...] = tuple(
 ) + (RuntimeError, ValueError, OSError)
 
 
-class EngineError(RuntimeError):
+class EngineError(RtformerError, RuntimeError):
     """The model or the requested provider cannot be used; the message names the file and the problem."""
 
 

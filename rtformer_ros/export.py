@@ -20,7 +20,7 @@ from torch import nn
 
 from rtformer_ros import __version__
 from rtformer_ros.classes import ClassSet
-from rtformer_ros.errors import first_line
+from rtformer_ros.errors import RtformerError, first_line
 from rtformer_ros.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMetadata
 from rtformer_ros.model.checkpoint import load_checkpoint
 from rtformer_ros.model.rtformer import MIN_INPUT_SIZE, RTFormer, resize, variant_of
@@ -34,7 +34,7 @@ _FP32_OPS = ['Softmax', 'Exp', 'Reciprocal', 'ReduceSum', 'ReduceMax', 'ReduceMe
              'Erf']
 
 
-class ExportError(RuntimeError):
+class ExportError(RtformerError, RuntimeError):
     """The checkpoint cannot be exported as asked."""
 
 

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 
 from rtformer_ros.classes import IGNORE_INDEX
+from rtformer_ros.errors import RtformerError
 
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'LAYOUT', 'MetadataError', 'ModelMetadata']
 
@@ -24,7 +25,7 @@ LAYOUT = 'NHWC uint8 RGB'
 _PREFIX = 'rtformer.'
 
 
-class MetadataError(ValueError):
+class MetadataError(RtformerError, ValueError):
     """The model's metadata is missing or malformed."""
 
 

@@ -1,11 +1,18 @@
-"""The shipped model files, and which one a machine runs by default: INT8 on a CPU, fp32 where a GPU is.
+"""The shipped model files, where they are found, and which one a machine runs by default.
 
-ROS-free and light (ONNX Runtime only), so the node's parameter default and the tools agree on it.
+ROS-free and light (ONNX Runtime only, imported when asked), so the node's parameter default, the node's lookup
+and the demo agree on it.
 """
 
 from __future__ import annotations
 
-__all__ = ['CPU_MODEL', 'GPU_MODEL', 'PROVIDER_CHOICES', 'default_model']
+import sys
+from pathlib import Path
+
+from rtformer_ros.errors import RtformerError
+
+__all__ = ['CPU_MODEL', 'GPU_MODEL', 'PROVIDER_CHOICES', 'ModelNotFoundError', 'default_model', 'model_dirs',
+           'resolve_model']
 
 PROVIDER_CHOICES = ('auto', 'tensorrt', 'cuda', 'openvino', 'openvino-fp32', 'openvino-bf16', 'cpu')
 """The ``providers`` values of the node, the demo and ``rtformer eval`` (engine.SegmentationEngine takes them)."""
@@ -17,6 +24,11 @@ CPU_MODEL = 'rtformer_slim_camvid_360x480_int8.onnx'
 """INT8 (QDQ) of GPU_MODEL: the fastest file on a CPU (OpenVINO, or ORT's CPU EP), within 1 point of its mIoU."""
 
 _GPU_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider')
+_PACKAGE = 'rtformer_ros'
+
+
+class ModelNotFoundError(RtformerError, FileNotFoundError):
+    """A model name or path names no file; the text lists where it looked."""
 
 
 def default_model() -> str:
@@ -28,3 +40,45 @@ def default_model() -> str:
     import onnxruntime as ort
 
     return GPU_MODEL if any(p in ort.get_available_providers() for p in _GPU_PROVIDERS) else CPU_MODEL
+
+
+def model_dirs() -> list[Path]:
+    """Folders searched for a bare model file name, in order.
+
+    The ament share folder (colcon install, sourced workspace), then ``<sys.prefix>/share`` (``pip install .``
+    puts the data files there), then the checkout's models/ when the package runs from its source tree
+    (editable installs and tests install no data files).
+    """
+    dirs = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        dirs.append(Path(get_package_share_directory(_PACKAGE)) / 'models')
+    except (ImportError, LookupError, OSError, ValueError):  # no ament index here (plain venv, source tree)
+        pass
+    dirs.append(Path(sys.prefix) / 'share' / _PACKAGE / 'models')
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / 'package.xml').is_file():
+        dirs.append(checkout / 'models')
+    return list(dict.fromkeys(dirs))
+
+
+def resolve_model(name: str) -> Path:
+    """The model file for a ``model`` parameter or ``--model`` option: an existing path, else a name in model_dirs().
+
+    Raises:
+        ModelNotFoundError: empty, or not found anywhere.
+    """
+    if not name.strip():
+        msg = 'model name is empty: pass a file (model:=<file.onnx> or --model FILE.onnx)'
+        raise ModelNotFoundError(msg)
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    searched = [path]
+    if not path.is_absolute() and len(path.parts) == 1:
+        searched = [folder / name for folder in model_dirs()]
+        for candidate in searched:
+            if candidate.is_file():
+                return candidate
+    msg = f'model {name}: no such file (looked for {", ".join(str(p) for p in searched)})'
+    raise ModelNotFoundError(msg)

@@ -32,6 +32,7 @@ import numpy as np
 import onnx
 
 from rtformer_ros.engine import EngineError, SegmentationEngine
+from rtformer_ros.errors import RtformerError
 
 __all__ = ['CONFIDENCE_OPS', 'DEFAULT_KEEP_FLOAT', 'IMAGE_SUFFIXES', 'METHODS', 'QuantizeError', 'calibration_frames',
            'quantize_model']
@@ -49,7 +50,7 @@ _QUANTIZED_OPS = ('Conv', 'MatMul', 'Add', 'Relu', 'Resize', 'AveragePool', 'Max
 DEFAULT_KEEP_FLOAT: tuple[str, ...] = ()
 
 
-class QuantizeError(ValueError):
+class QuantizeError(RtformerError, ValueError):
     """The model or the calibration source cannot be used; the message names the file and the problem."""
 
 
@@ -76,7 +77,7 @@ def _folder_frames(folder: Path, frames: int) -> Iterator[tuple[np.ndarray, str]
 def _bag_frames(bag: Path, topic: str | None, frames: int) -> Iterator[tuple[np.ndarray, str]]:
     from rtformer_ros.bags.errors import BagError
     from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE, BagReader
-    from rtformer_ros.ros.codec import CodecError, decode_compressed, decode_image
+    from rtformer_ros.image.codec import CodecError, decode_compressed, decode_image
 
     try:
         with BagReader(bag) as reader:

@@ -14,7 +14,7 @@ from rtformer_ros.bags.dataset import DEFAULT_START_NS, find_samples
 from rtformer_ros.bags.errors import BagError
 from rtformer_ros.bags.reader import BagReader, header_stamp_ns
 from rtformer_ros.bags.writer import TYPESTORE, BagWriter, compressed_message, image_message, segmentation_topics
-from rtformer_ros.ros.codec import CodecError, decode_compressed, decode_image, decode_labels
+from rtformer_ros.image.codec import CodecError, decode_compressed, decode_image, decode_labels
 
 FRAMES = 3
 

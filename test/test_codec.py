@@ -13,7 +13,7 @@ from ros_helpers import encode_pixels, frame_message, interior, jpeg_bomb, png_b
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from rtformer_ros.ros.codec import (
+from rtformer_ros.image.codec import (
     JPEG_FORMAT,
     SUPPORTED_ENCODINGS,
     CodecError,
@@ -25,7 +25,7 @@ from rtformer_ros.ros.codec import (
     image_message,
     jpeg_message,
 )
-from rtformer_ros.ros.render import blend, colorize, palette_lut
+from rtformer_ros.image.render import blend, colorize, palette_lut
 
 MAX_PIXELS = 1 << 24
 

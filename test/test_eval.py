@@ -18,7 +18,7 @@ from rtformer_ros.bags.dataset import find_samples, load_sample, write_dataset_b
 from rtformer_ros.bags.reader import BagReader
 from rtformer_ros.bags.writer import TYPESTORE, BagWriter, compressed_message, image_message
 from rtformer_ros.engine import SegmentationEngine
-from rtformer_ros.ros.codec import decode_image, decode_labels
+from rtformer_ros.image.codec import decode_image, decode_labels
 
 FRAMES = 4
 CAMVID_CLASSES = 11

@@ -28,7 +28,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
-from rtformer_ros.ros.codec import image_message
+from rtformer_ros.image.codec import image_message
 from rtformer_ros.ros.node import NODE_NAME, output_topics
 from rtformer_ros.ros.params import PARAMETERS
 from rtformer_ros.ros.probe import NodeProcess, Probe

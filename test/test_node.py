@@ -23,7 +23,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
 from rtformer_ros.classes import IGNORE_INDEX, get_classes
-from rtformer_ros.ros.codec import SUPPORTED_ENCODINGS
+from rtformer_ros.image.codec import SUPPORTED_ENCODINGS
 from rtformer_ros.ros.params import PARAMETERS
 from rtformer_ros.ros.probe import Inbox, NodeProcess, Probe, diagnostic_values
 from rtformer_ros.ros.qos import LATCHED_QOS

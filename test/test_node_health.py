@@ -23,7 +23,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from rtformer_ros.classes import get_classes
-from rtformer_ros.ros.codec import JPEG_FORMAT
+from rtformer_ros.image.codec import JPEG_FORMAT
 from rtformer_ros.ros.probe import Inbox, NodeProcess, Probe, ProbeError, diagnostic_values
 
 NODE = '/front/rtformer_node'

@@ -17,7 +17,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from rtformer_ros.ros.codec import image_message
+from rtformer_ros.image.codec import image_message
 from rtformer_ros.ros.probe import NodeProcess, Probe
 
 NODE = '/rtformer_node'

@@ -17,7 +17,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
 from rtformer_ros.engine import SegmentationEngine
-from rtformer_ros.ros.codec import image_message
+from rtformer_ros.image.codec import image_message
 from rtformer_ros.ros.node import resolve_model
 from rtformer_ros.ros.params import DEFAULT_MODEL
 from rtformer_ros.ros.probe import NodeProcess, Probe

@@ -25,9 +25,9 @@ from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE, BagReader, Frame
 from rtformer_ros.bags.writer import BagWriter, image_message, segmentation_topics
 from rtformer_ros.classes import IGNORE_INDEX, get_classes
 from rtformer_ros.engine import EngineError, SegmentationEngine
+from rtformer_ros.image.codec import CodecError, Decoded, decode_compressed, decode_image, decode_labels
+from rtformer_ros.image.render import blend, colorize, palette_lut
 from rtformer_ros.metrics import ConfusionMatrix
-from rtformer_ros.ros.codec import CodecError, Decoded, decode_compressed, decode_image, decode_labels
-from rtformer_ros.ros.render import blend, colorize, palette_lut  # numpy/OpenCV only; rtformer_ros.ros has no rclpy
 
 __all__ = ['EvalOptions', 'EvalResult', 'SampleView', 'check_options', 'evaluate', 'load_engine']
 

@@ -8,7 +8,7 @@ bytes 4..12, so stamps are read without deserialising. ``BagReader.pair`` makes 
 appear on every wanted topic, ``BagReader.frames`` a second pass that yields them, holding only messages whose
 partners are still to come (so memory stays small even when most messages have no partner).
 
-Images and labels of the deserialised messages are decoded by ``rtformer_ros.ros.codec`` (the node's codec,
+Images and labels of the deserialised messages are decoded by ``rtformer_ros.image.codec`` (the node's codec,
 which needs no ROS install either).
 """
 
@@ -81,7 +81,7 @@ class BagReader(BagHandle[AnyReader]):
             pairing = bag.pair(['/camera/image_raw', '/camera/labels'])
             for frame in bag.frames(pairing):
                 msg = bag.deserialize(frame.raw['/camera/image_raw'], '/camera/image_raw')
-                image, order = decode_image(msg)  # rtformer_ros.ros.codec
+                image, order = decode_image(msg)  # rtformer_ros.image.codec
     """
 
     def __init__(self, path: Path) -> None:

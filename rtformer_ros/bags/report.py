@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from rtformer_ros.bags.evaluate import LOW_CONFIDENCE, OVERLAY_ALPHA, EvalResult
-from rtformer_ros.ros.render import blend, colorize, palette_lut
+from rtformer_ros.image.render import blend, colorize, palette_lut
 
 __all__ = ['FIGURES', 'report_dict', 'write_report']
 

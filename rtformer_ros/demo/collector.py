@@ -48,7 +48,7 @@ class Collector:
 
     def on_output(self, kind: str, msg: Any) -> None:
         """Subscription callback of output ``kind`` (one of ``OUTPUTS``)."""
-        from rtformer_ros.ros.codec import decode_image, decode_labels
+        from rtformer_ros.image.codec import decode_image, decode_labels
 
         now = time.monotonic()
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from rtformer_ros.errors import RtformerError
+
 __all__ = ['DemoError']
 
 
-class DemoError(RuntimeError):
+class DemoError(RtformerError, RuntimeError):
     """The demo cannot run: no video, no model, or the node did not start or answer."""

@@ -34,14 +34,14 @@ MAX_MISSES = 3  # lockstep: frames in a row without outputs before the demo give
 
 def _resolve_model(model: str | None) -> Path:
     """The model file; None: the node's default (the shipped CamVid model)."""
-    from rtformer_ros.ros.node import NodeError, resolve_model
-    from rtformer_ros.ros.params import DEFAULT_MODEL
+    from rtformer_ros.models import ModelNotFoundError, default_model, resolve_model
 
-    model = model or DEFAULT_MODEL
+    default = default_model()
+    model = model or default
     try:
         return resolve_model(model).resolve()
-    except NodeError as err:
-        if model == DEFAULT_MODEL:
+    except ModelNotFoundError as err:
+        if model == default:
             msg = (f'model {model} is not installed ({err}); pass --model FILE.onnx '
                    f'(e.g. from: rtformer export CKPT -o FILE.onnx --size 360x480)')
         else:
@@ -145,7 +145,7 @@ class _Session:
         from builtin_interfaces.msg import Time
         from std_msgs.msg import Header
 
-        from rtformer_ros.ros.codec import image_message
+        from rtformer_ros.image.codec import image_message
 
         stamp = Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
         self.publisher.publish(image_message(Header(stamp=stamp, frame_id=FRAME_ID), bgr, 'bgr8'))

@@ -110,7 +110,7 @@ class BagSource(Source):
     def frames(self) -> Iterator[tuple[int, int, np.ndarray]]:
         from rtformer_ros.bags.errors import BagError
         from rtformer_ros.bags.reader import header_stamp_ns
-        from rtformer_ros.ros.codec import CodecError, decode_compressed, decode_image
+        from rtformer_ros.image.codec import CodecError, decode_compressed, decode_image
 
         index = 0
         for _, _, raw in self._reader.messages([self.topic]):

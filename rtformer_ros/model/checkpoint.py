@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import torch
 
 from rtformer_ros.classes import ClassSet, get_classes
-from rtformer_ros.errors import first_line
+from rtformer_ros.errors import RtformerError, first_line
 from rtformer_ros.model.rtformer import RTFormer, build_rtformer, variant_of
 
 __all__ = ['FORMAT', 'Checkpoint', 'CheckpointError', 'load_checkpoint', 'read_payload', 'save_checkpoint']
@@ -20,7 +20,7 @@ __all__ = ['FORMAT', 'Checkpoint', 'CheckpointError', 'load_checkpoint', 'read_p
 FORMAT = 'rtformer_ros.checkpoint/1'
 
 
-class CheckpointError(ValueError):
+class CheckpointError(RtformerError, ValueError):
     """A checkpoint file is unreadable, not ours, or does not fit the model it describes."""
 
 

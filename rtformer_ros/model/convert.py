@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rtformer_ros.errors import RtformerError
 from rtformer_ros.model.rtformer import RTFormer
 
 __all__ = ['ConvertError', 'convert_state_dict', 'infer_options', 'load_pdparams']
@@ -29,7 +30,7 @@ _ALLOWED = {
 }
 
 
-class ConvertError(ValueError):
+class ConvertError(RtformerError, ValueError):
     """A ``.pdparams`` file is unsafe, unreadable, or does not fit the requested model."""
 
 

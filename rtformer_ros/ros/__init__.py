@@ -1,8 +1,8 @@
-"""ROS 2 side of rtformer_ros: the ``rtformer_node`` and its small helpers.
+"""ROS 2 side of rtformer_ros: the ``rtformer_node`` and what only it and its clients use.
 
-Modules: ``codec`` (sensor_msgs <-> numpy), ``params`` (the node's parameter table), ``qos`` (profiles),
-``diagnostics`` (counters, health and /diagnostics), ``slots`` (latest-frame hand-off to the worker),
-``segmenter`` (the node's work: subscriptions, worker, outputs), ``node`` (the plain node and ``main``),
-``lifecycle`` (the managed node), ``probe`` (a client that feeds a node and collects its outputs, for tests and
-benchmarks). Nothing here imports torch.
+Modules: ``params`` (the node's parameter table), ``qos`` (profiles), ``diagnostics`` (counters, health and
+/diagnostics), ``slots`` (latest-frame hand-off to the worker), ``segmenter`` (the node's work: subscriptions,
+worker, outputs), ``node`` (the plain node and ``main``), ``lifecycle`` (the managed node), ``probe`` (a client that
+feeds a node and collects its outputs, for tests and benchmarks). Message <-> array conversion and rendering are
+ROS-free and live in ``rtformer_ros.image``. Nothing here imports torch.
 """

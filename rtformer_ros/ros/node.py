@@ -24,7 +24,9 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.task import Future
 
+from rtformer_ros import models
 from rtformer_ros.engine import EngineError
+from rtformer_ros.errors import RtformerError
 from rtformer_ros.ros.params import ParamError
 from rtformer_ros.ros.segmenter import EXIT_FAILED, Segmenter, class_info_json, output_topics
 
@@ -37,26 +39,14 @@ __all__ = ['EXIT_FAILED', 'NODE_NAME', 'NodeError', 'SegmentationNode', 'class_i
            'output_topics', 'resolve_model', 'run']
 
 NODE_NAME = 'rtformer_node'
-_REPO_MODELS = Path(__file__).resolve().parents[2] / 'models'
 
 
-class NodeError(RuntimeError):
+class NodeError(RtformerError, RuntimeError):
     """The node cannot start: a parameter or the model path is unusable."""
 
 
-def _model_dirs() -> list[Path]:
-    dirs = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        dirs.append(Path(get_package_share_directory('rtformer_ros')) / 'models')
-    except (ImportError, LookupError, OSError, ValueError):  # no ament index here (plain venv, source tree)
-        pass
-    dirs.append(_REPO_MODELS)
-    return dirs
-
-
 def resolve_model(name: str) -> Path:
-    """The model file for the ``model`` parameter: an existing path, else a file name in a models/ folder.
+    """The model file for the ``model`` parameter (rtformer_ros.models.resolve_model, with the node's wording).
 
     Raises:
         NodeError: empty, or not found anywhere.
@@ -65,17 +55,10 @@ def resolve_model(name: str) -> Path:
         msg = ("parameter 'model' is empty: pass model:=<file.onnx> "
                '(variant:=base needs model:=... until a base model ships)')
         raise NodeError(msg)
-    path = Path(name).expanduser()
-    if path.is_file():
-        return path
-    searched = [path]
-    if not path.is_absolute() and len(path.parts) == 1:
-        searched = [folder / name for folder in _model_dirs()]
-        for candidate in searched:
-            if candidate.is_file():
-                return candidate
-    msg = f'model {name}: no such file (looked for {", ".join(str(p) for p in searched)})'
-    raise NodeError(msg)
+    try:
+        return models.resolve_model(name)
+    except models.ModelNotFoundError as err:
+        raise NodeError(str(err)) from None
 
 
 class SegmentationNode(Node):

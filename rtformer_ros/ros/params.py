@@ -13,6 +13,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import InvalidParameterValueException, ParameterException
 from rclpy.parameter import Parameter
 
+from rtformer_ros.errors import RtformerError
 from rtformer_ros.models import PROVIDER_CHOICES, default_model
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ Value = str | int | float | bool | list[str]
 _CAMERA_NAME = re.compile(r'[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*')
 
 
-class ParamError(ValueError):
+class ParamError(RtformerError, ValueError):
     """A parameter override given at start is invalid; the message names the parameter and the reason."""
 
 

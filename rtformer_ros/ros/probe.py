@@ -31,12 +31,14 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 
+from rtformer_ros.errors import RtformerError
+
 __all__ = ['Inbox', 'NodeProcess', 'Probe', 'ProbeError', 'diagnostic_values']
 
 M = TypeVar('M')
 
 
-class ProbeError(RuntimeError):
+class ProbeError(RtformerError, RuntimeError):
     """The node or a topic did not do what was waited for within the timeout."""
 
 

@@ -36,7 +36,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from rtformer_ros.engine import EngineError, SegmentationEngine
-from rtformer_ros.ros.codec import (
+from rtformer_ros.image.codec import (
     CodecError,
     check_compressed,
     check_image,
@@ -45,10 +45,10 @@ from rtformer_ros.ros.codec import (
     image_message,
     jpeg_message,
 )
+from rtformer_ros.image.render import blend, colorize, palette_lut
 from rtformer_ros.ros.diagnostics import CameraStats, Limits
 from rtformer_ros.ros.params import PARAMETERS, check_value, declare_parameters
 from rtformer_ros.ros.qos import CAMERA_INFO_DEPTH, LATCHED_QOS, OUTPUT_QOS, input_profile
-from rtformer_ros.ros.render import blend, colorize, palette_lut
 from rtformer_ros.ros.slots import LatestFrameSlots
 
 if TYPE_CHECKING:
@@ -61,8 +61,8 @@ if TYPE_CHECKING:
     from rclpy.publisher import Publisher
     from std_msgs.msg import Header
 
+    from rtformer_ros.image.codec import Decoded
     from rtformer_ros.metadata import ModelMetadata
-    from rtformer_ros.ros.codec import Decoded
 
 __all__ = ['EXIT_FAILED', 'Segmenter', 'class_info_json', 'output_topics']
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from rtformer_ros.errors import RtformerError
+
 __all__ = ['CLASS_WEIGHTS', 'DATASET_DEFAULTS', 'NO_SPLIT', 'RUNTIME_FIELDS', 'TrainConfig', 'TrainConfigError',
            'default_warmup']
 
@@ -34,7 +36,7 @@ NO_SPLIT = 'none'
 _TUPLE_FIELDS = ('crop', 'void_ids', 'scale_range', 'betas', 'holdout')
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(RtformerError, ValueError):
     """An option value that cannot train."""
 
 

@@ -21,6 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from rtformer_ros.classes import IGNORE_INDEX, ClassSet, get_classes
+from rtformer_ros.errors import RtformerError
 from rtformer_ros.train.transforms import to_input
 
 __all__ = [
@@ -47,7 +48,7 @@ _LABEL_MODES = ('L', 'P', 'I', 'I;16')  # single-channel id images
 Transform = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 
 
-class DatasetError(ValueError):
+class DatasetError(RtformerError, ValueError):
     """A dataset file or directory is missing or unusable; the message names it."""
 
 

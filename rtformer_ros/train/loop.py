@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from rtformer_ros.classes import ClassSet, get_classes
+from rtformer_ros.errors import RtformerError
 from rtformer_ros.metrics import ConfusionMatrix
 from rtformer_ros.model import CheckpointError, build_rtformer, load_checkpoint, save_checkpoint
 from rtformer_ros.model.checkpoint import read_payload
@@ -63,7 +64,7 @@ STATE_FORMAT = 'rtformer_ros.train_state/1'
 MAX_BAD_STEPS = 10  # consecutive non-finite losses tolerated (AMP overflow) before the run is declared diverged
 
 
-class TrainError(RuntimeError):
+class TrainError(RtformerError, RuntimeError):
     """Training cannot start or continue; the message says why (and names the file when there is one)."""
 
 

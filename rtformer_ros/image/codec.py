@@ -31,6 +31,8 @@ import numpy as np
 from rosbags.image import ImageError, message_to_cvimage
 from rosbags.image.image import ENCODINGMAP, Format, to_cvtype
 
+from rtformer_ros.errors import RtformerError
+
 if TYPE_CHECKING:
     from rosbags.typesys.stores.ros2_humble import sensor_msgs__msg__CompressedImage as BagCompressedImage
     from rosbags.typesys.stores.ros2_humble import sensor_msgs__msg__Image as BagImage
@@ -62,7 +64,7 @@ _JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xC
 _JPEG_MAX_SEGMENTS = 1024
 
 
-class CodecError(ValueError):
+class CodecError(RtformerError, ValueError):
     """A message cannot be turned into an image; the text says why (the caller adds the topic)."""
 
 
