@@ -1,0 +1,78 @@
+"""Helpers shared by the ROS-free tests: the ``rtformer`` runner, flat-colour frames, the metric oracle and a
+CamVid bag. (Node tests share `ros_helpers`; the tiny ONNX model is `tiny_model`.)"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+IMAGE, LABELS = '/camera/image_raw', '/camera/labels'
+
+
+class CliResult(NamedTuple):
+    rc: int
+    out: str
+    err: str
+
+
+def rtformer(*argv: object) -> CliResult:
+    """``rtformer ARGV`` through the console script's entry point (`rtformer_ros.cli.main`) in this process:
+    the exit status, stdout and stderr. A usage error exits 2 as argparse does; any exception the command does
+    not turn into one line propagates (with its traceback) and fails the test."""
+    from rtformer_ros.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main([str(arg) for arg in argv])
+        except SystemExit as exit_:
+            rc = exit_.code if isinstance(exit_.code, int) else 1
+    return CliResult(rc, out.getvalue(), err.getvalue())
+
+
+def stripes(hw: tuple[int, int], *colours: tuple[int, int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 frame of equal vertical stripes, one per colour (one colour: a flat frame). The tiny
+    model (test/tiny_model.py) segments red, green, blue and dark exactly."""
+    image = np.empty((*hw, 3), np.uint8)
+    for index, colour in enumerate(colours):
+        image[:, index * hw[1] // len(colours):] = colour
+    return image
+
+
+def brute_force(labels: Sequence[np.ndarray], preds: Sequence[np.ndarray], k: int,
+                ignore: int = 255) -> dict[str, object]:
+    """The metric oracle: IoU per class, mIoU, pixel accuracy, fwIoU and pixels counted, by boolean masks per
+    class and frame (no bincount, no confusion matrix)."""
+    inter, union, truth = np.zeros(k), np.zeros(k), np.zeros(k)
+    correct = counted = 0
+    for label, pred in zip(labels, preds, strict=True):
+        valid = label != ignore
+        counted += int(valid.sum())
+        correct += int(((label == pred) & valid).sum())
+        for c in range(k):
+            inter[c] += ((label == c) & (pred == c) & valid).sum()
+            union[c] += (((label == c) | (pred == c)) & valid).sum()
+            truth[c] += ((label == c) & valid).sum()
+    iou = [inter[c] / union[c] if union[c] else math.nan for c in range(k)]
+    fw = sum(truth[c] / counted * iou[c] for c in range(k) if truth[c])
+    return {'iou': iou, 'miou': float(np.nanmean(iou)), 'acc': correct / counted, 'fw': fw, 'pixels': counted}
+
+
+def camvid_bag(camvid_dir: Path, path: Path, frames: int, *, storage: str = 'sqlite3', compressed: bool = False,
+               image_topic: str = IMAGE, label_topic: str = LABELS) -> Path:
+    """The first ``frames`` CamVid val frames as bag-from-dataset writes them (``image_topic`` + ``/compressed``
+    with ``compressed``)."""
+    from rtformer_ros.bags.dataset import write_dataset_bag
+    from rtformer_ros.datasets import find_samples
+
+    samples, void = find_samples(camvid_dir, 'val')
+    write_dataset_bag(samples[:frames], path, void=void, storage=storage, compressed=compressed,
+                      image_topic=image_topic + ('/compressed' if compressed else ''), label_topic=label_topic,
+                      progress=False)
+    return path
