@@ -36,6 +36,15 @@ def rtformer(*argv: object) -> CliResult:
     return CliResult(rc, out.getvalue(), err.getvalue())
 
 
+def rtformer_error(*argv: object) -> str:
+    """The one line ``rtformer ARGV`` prints (``rtformer <command>: ...``) when it fails with exit status 1."""
+    result = rtformer(*argv)
+    assert result.rc == 1, result
+    (line,) = result.err.splitlines()
+    assert line.startswith(f'rtformer {argv[0]}: '), line
+    return line
+
+
 def stripes(hw: tuple[int, int], *colours: tuple[int, int, int]) -> np.ndarray:
     """(H, W, 3) uint8 frame of equal vertical stripes, one per colour (one colour: a flat frame). The tiny
     model (test/tiny_model.py) segments red, green, blue and dark exactly."""

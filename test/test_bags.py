@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import rtformer
+from helpers import rtformer, rtformer_error
 
 from rtformer_ros.bags.dataset import DEFAULT_START_NS
 from rtformer_ros.bags.errors import BagError
@@ -121,21 +121,16 @@ def test_bag_from_dataset_reports_unusable_input_in_one_line(tmp_path: Path) -> 
     folders = ('--images', tmp_path / 'img', '--labels', tmp_path / 'lab')
 
     def fails(*argv: object) -> str:
-        """The one line ``rtformer bag-from-dataset ARGV`` prints before it exits with 1."""
-        result = rtformer('bag-from-dataset', *argv)
-        assert result.rc == 1 and result.out == '', result
-        (line,) = result.err.splitlines()
-        assert line.startswith('rtformer bag-from-dataset: '), line
-        return line
+        return rtformer_error('bag-from-dataset', '-o', tmp_path / 'x', *argv)
 
-    assert fails('-o', tmp_path / 'x', *folders).endswith(f'img/a.png: no label named a.* in {tmp_path / "lab"}')
-    assert 'neither CamVid' in fails('-o', tmp_path / 'x', '--root', tmp_path)
+    assert fails(*folders).endswith(f'img/a.png: no label named a.* in {tmp_path / "lab"}')
+    assert 'neither CamVid' in fails('--root', tmp_path)
     write_png(tmp_path / 'lab' / 'a.png', np.zeros((5, 6), np.uint8))
-    assert 'lab/a.png: label is 5x6 (HxW) but image' in fails('-o', tmp_path / 'x', *folders)
+    assert 'lab/a.png: label is 5x6 (HxW) but image' in fails(*folders)
     assert not (tmp_path / 'x').exists()  # the half-written bag is removed
     (tmp_path / 'exists').mkdir()
     write_png(tmp_path / 'lab' / 'a.png', np.zeros((4, 6), np.uint8))
-    assert 'exists already' in fails('-o', tmp_path / 'exists', *folders)
+    assert 'exists already' in rtformer_error('bag-from-dataset', '-o', tmp_path / 'exists', *folders)
 
 
 def image(encoding: str, pixels: np.ndarray, pad: int = 0) -> object:
