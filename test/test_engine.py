@@ -428,15 +428,13 @@ def test_two_threads_sharing_one_engine_get_their_own_results(engine: Segmentati
 
 
 def test_engine_imports_without_torch_or_rclpy() -> None:
+    # A robot needs ONNX Runtime only: importing the engine must load none of these (they are installed here, so
+    # any import of them, even a guarded one, shows in sys.modules).
     code = (
-        "import sys\n"
-        "sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
-        "sys.modules['rclpy'] = None\n"
-        "sys.modules['onnx'] = None\n"  # a robot needs ONNX Runtime only, not the onnx package
-        "import rtformer_ros.engine\n"
-        "assert all(sys.modules[name] is None for name in ('torch', 'rclpy', 'onnx'))\n"
-        "print('ok')\n"
+        'import sys\n'
+        'import rtformer_ros.engine\n'
+        "print(sorted({name.partition('.')[0] for name in sys.modules} & {'torch', 'rclpy', 'onnx'}))\n"
     )
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == 'ok'
+    assert result.stdout.strip() == '[]'

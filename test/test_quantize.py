@@ -192,7 +192,6 @@ def test_confidence_op_softmax_and_direct_give_the_same_confidence(tiny_model: P
         quantize_model(source, tmp_path / 'x.onnx', image_folder, confidence_op='exp', progress=False)
 
 
-@pytest.mark.skipif(not SHIPPED.exists(), reason='no shipped model')
 def test_shipped_model_quantized_on_camvid_train_agrees_with_fp32_on_val(camvid_dir: Path, tmp_path: Path):
     out = quantize_model(SHIPPED, tmp_path / 'int8.onnx', camvid_dir / 'train', frames=8, progress=False)
     files = sorted((camvid_dir / 'val').glob('*.png'))[::50]
