@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from helpers import stripes
 from onnx import numpy_helper
 
 from rtformer_ros.bags.writer import BagWriter, image_message
@@ -24,13 +25,7 @@ COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (20, 20, 20), (255, 255, 255),
 
 def frames_of_colours(hw: tuple[int, int] = (64, 80)) -> list[np.ndarray]:
     """RGB frames: left half one colour, right half another, so calibration sees every class."""
-    out = []
-    for i, left in enumerate(COLOURS):
-        frame = np.empty((*hw, 3), np.uint8)
-        frame[:] = left
-        frame[:, hw[1] // 2:] = COLOURS[(i + 1) % len(COLOURS)]
-        out.append(frame)
-    return out
+    return [stripes(hw, left, COLOURS[(i + 1) % len(COLOURS)]) for i, left in enumerate(COLOURS)]
 
 
 @pytest.fixture(scope='module')
