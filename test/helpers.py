@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -13,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 IMAGE, LABELS = '/camera/image_raw', '/camera/labels'
+MODELS = Path(__file__).resolve().parents[1] / 'models'
 
 
 class CliResult(NamedTuple):
@@ -85,3 +87,34 @@ def camvid_bag(camvid_dir: Path, path: Path, frames: int, *, storage: str = 'sql
                       image_topic=image_topic + ('/compressed' if compressed else ''), label_topic=label_topic,
                       progress=False)
     return path
+
+
+def card_figure(name: str) -> float:
+    """A figure models/README.md states on a line of its own as ``<name>: **<number>**``."""
+    found = re.search(rf'^{re.escape(name)}: \*\*([0-9.]+)\*\*$', (MODELS / 'README.md').read_text(), re.M)
+    assert found, f'models/README.md states no "{name}: **x**" figure'
+    return float(found.group(1))
+
+
+def card_command(output: str) -> tuple[str, list[str]]:
+    """(source file, options) of the ``rtformer <command> SOURCE -o OUTPUT ...`` that models/README.md says made
+    models/OUTPUT."""
+    found = re.search(rf'`rtformer \w+ (\S+) -o {re.escape(output)} ([^`]*)`', (MODELS / 'README.md').read_text())
+    assert found, f'models/README.md does not say how {output} was made'
+    return found.group(1), found.group(2).split()
+
+
+def camvid_val_miou(model: Path, camvid_dir: Path, providers: str = 'cpu') -> float:
+    """mIoU of an exported model on the CamVid val split (void ignored), as training and the bags read it."""
+    from rtformer_ros.datasets import LAYOUTS, LabelMap, read_sample
+    from rtformer_ros.engine import SegmentationEngine
+    from rtformer_ros.metrics import ConfusionMatrix
+
+    camvid = LAYOUTS['camvid']
+    label_map = LabelMap(11, camvid.void_ids)
+    matrix = ConfusionMatrix(11)
+    with SegmentationEngine(model, providers=providers, warmup=0) as engine:
+        for sample in camvid.find(camvid_dir, 'val'):
+            image, label = read_sample(sample, label_map)
+            matrix.update(label, engine.infer(image, 'rgb').labels)
+    return matrix.miou
