@@ -122,7 +122,11 @@ def cityscapes_samples(root: Path, split: str) -> list[Sample]:
 def folder_samples(images: Path, labels: Path, suffix: str = '') -> list[Sample]:
     """Any image directory with a label directory holding ``<image stem><suffix>.png`` (or .bmp, .tif, ...)."""
     images, labels = Path(images), Path(labels)
-    return _pair(images, image_files(images), lambda p: (labels, f'{p.stem}{suffix}'))
+    files = image_files(images)
+    if not labels.is_dir():
+        msg = f'{labels}: no such label directory'
+        raise DatasetError(msg)
+    return _pair(images, files, lambda p: (labels, f'{p.stem}{suffix}'))
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,8 @@ def test_bag_from_dataset_reports_unusable_input_in_one_line(tmp_path: Path) -> 
 
     assert fails(*folders).endswith(f'img/a.png: no label named a.* in {tmp_path / "lab"}')
     assert 'neither CamVid' in fails('--root', tmp_path)
+    assert fails('--images', tmp_path / 'img', '--labels', tmp_path / 'no').endswith('no: no such label directory')
+    assert fails('--images', tmp_path / 'no', '--labels', tmp_path / 'lab').endswith('no: no such image directory')
     write_png(tmp_path / 'lab' / 'a.png', np.zeros((5, 6), np.uint8))
     assert 'lab/a.png: label is 5x6 (HxW) but image' in fails(*folders)
     assert not (tmp_path / 'x').exists()  # the half-written bag is removed
