@@ -1,5 +1,5 @@
-"""Helpers shared by the ROS-free tests: the ``rtformer`` runner, flat-colour frames, the metric oracle and a
-CamVid bag. (Node tests share `ros_helpers`; the tiny ONNX model is `tiny_model`.)"""
+"""Helpers shared by the ROS-free tests: the ``rtformer`` runner, flat-colour frames, the metric oracle, a CamVid
+bag and the model card's figures. (Node tests share `ros_helpers`; the tiny ONNX model is `tiny_model`.)"""
 
 from __future__ import annotations
 
