@@ -33,6 +33,7 @@ import onnx
 
 from rtformer_ros.engine import EngineError, SegmentationEngine
 from rtformer_ros.errors import RtformerError
+from rtformer_ros.util import progress as progress_bar
 
 __all__ = ['CONFIDENCE_OPS', 'DEFAULT_KEEP_FLOAT', 'IMAGE_SUFFIXES', 'METHODS', 'QuantizeError', 'calibration_frames',
            'quantize_model']
@@ -167,12 +168,10 @@ class _Reader:
     The first frame is read at once, so a bad source fails before the slow graph preparation starts.
     """
 
-    def __init__(self, frames: Iterator[np.ndarray], total: int, progress: bool) -> None:
-        from tqdm import tqdm
-
+    def __init__(self, frames: Iterator[np.ndarray], total: int, progress: bool | None) -> None:
         self._frames = frames
         self._next = next(frames, None)
-        self._bar = tqdm(total=total, desc='calibrate', unit='frame', disable=not progress)
+        self._bar = progress_bar(total=total, enabled=progress, desc='calibrate', unit='frame')
         self.count = 0
 
     @property
@@ -195,7 +194,7 @@ class _Reader:
 def quantize_model(model: str | Path, out: str | Path, source: str | Path, *, frames: int = 64,
                    method: str = 'minmax', topic: str | None = None, resize: str = 'stretch',
                    keep_float: Sequence[str] = DEFAULT_KEEP_FLOAT, confidence_op: str = 'softmax',
-                   progress: bool = True) -> Path:
+                   progress: bool | None = None) -> Path:
     """Quantize the exported fp32 graph ``model`` to a QDQ INT8 graph ``out``.
 
     Args:
@@ -209,7 +208,7 @@ def quantize_model(model: str | Path, out: str | Path, source: str | Path, *, fr
         keep_float: op types left in float besides the input normalisation and the output tail.
         confidence_op: 'softmax' (ReduceMax of a Softmax, fastest on OpenVINO) or 'direct' (as exported,
             fastest on ORT's CPU EP).
-        progress: show a progress bar.
+        progress: a progress bar: None on a terminal only, True/False always/never.
 
     Raises:
         QuantizeError: bad arguments, a model that is not an fp32 export, or an unusable calibration source.
@@ -231,6 +230,7 @@ def quantize_model(model: str | Path, out: str | Path, source: str | Path, *, fr
         msg = f'--confidence-op: expected one of {", ".join(CONFIDENCE_OPS)}, got {confidence_op!r}'
         raise QuantizeError(msg)
     model, out = Path(model), Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         engine = SegmentationEngine(model, providers='cpu', warmup=0, resize=resize)
     except EngineError as err:

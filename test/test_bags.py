@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from rtformer_ros.bags import add_bag_from_dataset_arguments, run_bag_from_dataset
 from rtformer_ros.bags.dataset import DEFAULT_START_NS, find_samples
 from rtformer_ros.bags.errors import BagError
 from rtformer_ros.bags.reader import BagReader, header_stamp_ns
 from rtformer_ros.bags.writer import TYPESTORE, BagWriter, compressed_message, image_message, segmentation_topics
+from rtformer_ros.cli import main
 from rtformer_ros.image.codec import CodecError, decode_compressed, decode_image, decode_labels
 
 FRAMES = 3
 
 
 def bag_from_dataset(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    add_bag_from_dataset_arguments(parser)
-    return run_bag_from_dataset(parser.parse_args([*argv, '--no-progress']))
+    return main(['bag-from-dataset', *argv, '--no-progress'])
 
 
 def read_topic(path: Path, topic: str) -> list[tuple[int, object]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import subprocess
@@ -13,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
-from rtformer_ros.bags import add_eval_arguments, run_eval
 from rtformer_ros.bags.dataset import find_samples, load_sample, write_dataset_bag
 from rtformer_ros.bags.reader import BagReader
 from rtformer_ros.bags.writer import TYPESTORE, BagWriter, compressed_message, image_message
+from rtformer_ros.cli import main
 from rtformer_ros.engine import SegmentationEngine
 from rtformer_ros.image.codec import decode_image, decode_labels
 
@@ -26,9 +25,7 @@ IMAGE, LABELS = '/camera/image_raw', '/camera/labels'
 
 
 def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    add_eval_arguments(parser)
-    return run_eval(parser.parse_args([*argv, '--no-progress']))
+    return main(['eval', *argv, '--no-progress'])
 
 
 def report(out: Path) -> dict:
@@ -290,10 +287,8 @@ def test_eval_needs_neither_torch_nor_ros_packages(tiny_model: Path, tmp_path: P
     blocked = ('torch', 'rclpy', 'sensor_msgs', 'std_msgs')
     script = (
         f'import sys; sys.modules.update(dict.fromkeys({blocked!r}))\n'
-        'import argparse\n'
-        'from rtformer_ros.bags import add_eval_arguments, run_eval\n'
-        'parser = argparse.ArgumentParser(); add_eval_arguments(parser)\n'
-        'sys.exit(run_eval(parser.parse_args(sys.argv[1:])))\n')
+        'from rtformer_ros.cli import main\n'
+        "sys.exit(main(['eval', *sys.argv[1:]]))\n")
     result = subprocess.run([sys.executable, '-c', script, '--bag', str(tmp_path / 'bag'), '--image-topic', IMAGE,
                              '--label-topic', LABELS, '--model', str(tiny_model), '--out', str(tmp_path / 'r'),
                              '--write-bag', str(tmp_path / 'seg')], capture_output=True, text=True, timeout=120)

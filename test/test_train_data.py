@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from rtformer_ros.classes import IGNORE_INDEX
-from rtformer_ros.train import main
+from rtformer_ros.cli import main as rtformer
 from rtformer_ros.train.datasets import (
     DatasetError,
     IterationBatches,
@@ -126,8 +126,8 @@ def test_train_command_fails_on_bad_data_before_training(tmp_path: Path, damage:
     else:
         write_pair(root / 'val' / 'f2.png', bad, ids=(3, 13))
     out = tmp_path / 'run'
-    code = main(['--data-root', str(root), '--out', str(out), '--crop', '64x64', '--batch-size', '2',
-                 '--iters', '2', '--workers', '0'])
+    code = rtformer(['train', '--data-root', str(root), '--out', str(out), '--crop', '64x64', '--batch-size', '2',
+                     '--iters', '2', '--workers', '0'])
     assert code == 1
     err = capsys.readouterr().err
     assert f'rtformer train: {bad}: ' in err

@@ -28,6 +28,7 @@ from rtformer_ros.engine import EngineError, SegmentationEngine
 from rtformer_ros.image.codec import CodecError, Decoded, decode_compressed, decode_image, decode_labels
 from rtformer_ros.image.render import blend, colorize, palette_lut
 from rtformer_ros.metrics import ConfusionMatrix
+from rtformer_ros.util import format_stamp, progress
 
 __all__ = ['EvalOptions', 'EvalResult', 'SampleView', 'check_options', 'evaluate', 'load_engine']
 
@@ -164,10 +165,6 @@ def _class_set(opts: EvalOptions,
     return None
 
 
-def _stamp(stamp_ns: int) -> str:
-    return f'{stamp_ns // 1_000_000_000}.{stamp_ns % 1_000_000_000:09d}'
-
-
 def _shrink(image: np.ndarray, interpolation: int) -> np.ndarray:
     height, width = image.shape[:2]
     if width <= SAMPLE_WIDTH:
@@ -250,7 +247,7 @@ class _Evaluator:
 
     def _skip(self, reason: str, frame: Frame, err: BagError | str) -> None:
         if not self.result.skipped[reason]:  # one line per reason, the counts go to the report
-            _log.warning('skipped frame at stamp %s: %s', _stamp(frame.stamp_ns), err)
+            _log.warning('skipped frame at stamp %s: %s', format_stamp(frame.stamp_ns), err)
         self.result.skipped[reason] += 1
 
     def _message(self, frame: Frame, topic: str) -> Any:
@@ -296,7 +293,7 @@ class _Evaluator:
         except ValueError as err:
             topic = opts.label_topic if str(err).startswith('label') else (opts.pred_topic or str(opts.model))
             classes = self.confusion.num_classes
-            msg = (f'{topic} at stamp {_stamp(frame.stamp_ns)}: {err}, but there are {classes} classes '
+            msg = (f'{topic} at stamp {format_stamp(frame.stamp_ns)}: {err}, but there are {classes} classes '
                    f'(labels of another dataset, or a wrong --ignore-index?)')
             raise BagError(msg) from None
         self.result.frames += 1
@@ -329,8 +326,6 @@ class _Evaluator:
 
 def _run(opts: EvalOptions, reader: BagReader, engine: SegmentationEngine | None) -> EvalResult:
     """Pair, then score frame by frame (the two passes over the bag)."""
-    from tqdm import tqdm
-
     evaluator = _Evaluator(opts, reader, engine)
     result = evaluator.result
     start = time.perf_counter()  # model loading and warm-up excluded: they are not per-frame costs
@@ -344,8 +339,8 @@ def _run(opts: EvalOptions, reader: BagReader, engine: SegmentationEngine | None
         evaluator.output = _OutputBag(opts.write_bag, opts.storage, reader, opts.image_topic, opts.label_topic,
                                       result.palette or get_classes('classes', 256).palette)
     try:
-        frames = tqdm(reader.frames(pairing), total=pairing.frames, desc='eval', unit='frame',
-                      disable=None if opts.progress is None else not opts.progress)
+        frames = progress(reader.frames(pairing), enabled=opts.progress, total=pairing.frames, desc='eval',
+                          unit='frame')
         for index, frame in enumerate(frames):
             evaluator.score(frame, index in keep)
     finally:

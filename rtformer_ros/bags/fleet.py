@@ -35,6 +35,7 @@ from rtformer_ros.bags.evaluate import EvalOptions, EvalResult, SampleView, eval
 from rtformer_ros.classes import get_classes
 from rtformer_ros.engine import SegmentationEngine
 from rtformer_ros.metrics import ConfusionMatrix
+from rtformer_ros.util import progress as progress_bar
 
 __all__ = ['PART_FORMAT', 'BagPart', 'Shard', 'find_bags', 'merge_parts', 'parse_shard', 'read_shards',
            'score_bags', 'shard_indices', 'write_shard']
@@ -184,7 +185,7 @@ _worker_engine: SegmentationEngine | None = None
 
 
 def _init_worker(opts: EvalOptions) -> None:
-    global _worker_engine  # noqa: PLW0603 - one engine per worker process, loaded once for all its bags
+    global _worker_engine  # one engine per worker process, loaded once for all its bags
     _worker_engine = load_engine(opts)
 
 
@@ -235,15 +236,13 @@ def score_bags(opts: EvalOptions, listing: Sequence[tuple[str, int]], indices: S
     Raises:
         BagError: the model cannot be loaded (checked before any bag is read).
     """
-    from tqdm import tqdm
-
     if not indices:  # a shard with no bag of its own (more shards than bags)
         return
     per_bag = replace(opts, samples=samples_per_bag(opts.samples, len(listing)), progress=False, write_bag=None)
     parts = (_in_process(per_bag, listing, indices) if workers <= 1 or len(indices) <= 1
              else _in_workers(per_bag, listing, indices, workers))
     frames = 0
-    with tqdm(total=len(indices), desc='eval', unit='bag', disable=None if progress is None else not progress) as bar:
+    with progress_bar(total=len(indices), enabled=progress, desc='eval', unit='bag') as bar:
         for part in parts:
             frames += part.frames
             bar.set_postfix(frames=frames)

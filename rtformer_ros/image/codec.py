@@ -31,7 +31,7 @@ import numpy as np
 from rosbags.image import ImageError, message_to_cvimage
 from rosbags.image.image import ENCODINGMAP, Format, to_cvtype
 
-from rtformer_ros.errors import RtformerError
+from rtformer_ros.errors import RtformerError, first_line
 
 if TYPE_CHECKING:
     from rosbags.typesys.stores.ros2_humble import sensor_msgs__msg__CompressedImage as BagCompressedImage
@@ -184,7 +184,7 @@ def _to_engine(raw: _Raw) -> Decoded:
             raw = _narrow(raw)
         image = message_to_cvimage(raw, target)
     except (ImageError, cv2.error, ValueError, TypeError) as err:
-        msg = f'cannot convert {raw.encoding} to {target}: {_first_line(err)}'
+        msg = f'cannot convert {raw.encoding} to {target}: {first_line(err)}'
         raise CodecError(msg) from None
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         msg = f'{raw.encoding} converted to {image.dtype} {image.shape}, not 3-channel uint8'
@@ -287,7 +287,7 @@ def decode_compressed(msg: AnyCompressedImage, max_pixels: int | None = None) ->
     except AssertionError:  # rosbags-image asserts on a failed cv2.imdecode
         image = None
     except cv2.error as err:
-        msg_ = f'cannot decode {msg.format or "compressed"} data: {_first_line(err)}'
+        msg_ = f'cannot decode {msg.format or "compressed"} data: {first_line(err)}'
         raise CodecError(msg_) from None
     if image is None:
         msg_ = f'cannot decode {len(msg.data)} bytes of {msg.format or "compressed"} data'
@@ -302,11 +302,6 @@ def decode_compressed(msg: AnyCompressedImage, max_pixels: int | None = None) ->
     if image.dtype == np.uint16:  # 16-bit PNG
         encoding = encoding[:-1] + '16'
     return _to_engine(_Raw(encoding, height, width, _HOST_BIGENDIAN, np.ascontiguousarray(image)))
-
-
-def _first_line(err: BaseException) -> str:
-    lines = [line for line in str(err).strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else type(err).__name__
 
 
 def image_message(header: Header, pixels: np.ndarray, encoding: str) -> Image:
