@@ -47,12 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except RtformerError as err:
-        print(f'rtformer {args.command}: {first_line(err)}', file=sys.stderr)
-        return 1
+    try:  # Ctrl-C while the parser's modules load is an interrupt too
+        args = build_parser().parse_args(argv)
+        try:
+            return args.handler(args)
+        except RtformerError as err:
+            print(f'rtformer {args.command}: {first_line(err, limit=None)}', file=sys.stderr)  # ours: one whole line
+            return 1
     except KeyboardInterrupt:
         return 130
 
