@@ -41,39 +41,22 @@ OVERLAY_ALPHA = 0.5  # as the node's default overlay_alpha
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """What to score; see ``rtformer eval --help``.
+    """What to score: the options of ``rtformer eval`` (see its ``--help``)."""
 
-    Attributes:
-        bag: rosbag2 folder or file.
-        label_topic: ground truth, mono8 class ids.
-        image_topic: camera images (Image or CompressedImage); optional only with ``pred_topic``.
-        model: exported ``.onnx``; needed unless ``pred_topic`` is given.
-        pred_topic: predictions already in the bag (mono8), scored instead of running the model.
-        dataset: class names when there is no model (e.g. 'camvid').
-        ignore_index: label id not scored; None: the model's (255).
-        write_bag: new bag with the images and the segmentation topics.
-        storage: 'sqlite3' or 'mcap' for ``write_bag``.
-        providers: ONNX Runtime providers for the engine.
-        resize: engine resize policy, 'stretch' or 'letterbox'.
-        samples: frames kept for the overlay grid.
-        progress: tqdm bar (None: only on a terminal).
-        threads: ONNX Runtime intra-op threads (0: its default); fleet workers share the cores out.
-    """
-
-    bag: Path
-    label_topic: str
-    image_topic: str | None = None
-    model: Path | None = None
-    pred_topic: str | None = None
-    dataset: str | None = None
-    ignore_index: int | None = None
-    write_bag: Path | None = None
-    storage: str = 'sqlite3'
-    providers: str = 'auto'
-    resize: str = 'stretch'
-    samples: int = 6
-    progress: bool | None = None
-    threads: int = 0
+    bag: Path  # rosbag2 folder or file
+    label_topic: str  # ground truth, mono8 class ids
+    image_topic: str | None = None  # Image or CompressedImage; optional only with pred_topic
+    model: Path | None = None  # exported .onnx; needed unless pred_topic is given
+    pred_topic: str | None = None  # predictions already in the bag (mono8), scored instead of running the model
+    dataset: str | None = None  # class names when there is no model (e.g. 'camvid')
+    ignore_index: int | None = None  # label id not scored; None: the model's (255)
+    write_bag: Path | None = None  # new bag: the images and the segmentation topics
+    storage: str = 'sqlite3'  # of write_bag
+    providers: str = 'auto'  # ONNX Runtime providers of the engine
+    resize: str = 'stretch'  # engine resize policy: stretch or letterbox
+    samples: int = 6  # frames kept for the overlay grid
+    progress: bool | None = None  # a progress bar (None: only on a terminal)
+    threads: int = 0  # ONNX Runtime intra-op threads (0: its default); fleet workers share the cores out
 
 
 @dataclass(frozen=True, eq=False)

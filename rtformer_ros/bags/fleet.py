@@ -256,11 +256,8 @@ def model_digest(model: Path | None) -> str | None:
     """sha256 of the model file: shards must have scored the same model, wherever it was stored."""
     if model is None:
         return None
-    digest = hashlib.sha256()
     with Path(model).open('rb') as file:
-        for block in iter(lambda: file.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, 'sha256').hexdigest()
 
 
 @dataclass(eq=False)
@@ -280,14 +277,11 @@ class Shard:
                 'resize': opts.resize, 'samples': opts.samples, 'model_sha256': model_digest(opts.model)}
 
 
-def shard_file(out_dir: Path, index: int, count: int) -> Path:
-    width = len(str(count - 1))
-    return Path(out_dir) / f'part-{index:0{width}d}-of-{count}.json'
-
-
 def write_shard(shard: Shard, out: Path) -> Path:
     """Write ``part-I-of-N.json`` into folder ``out`` (created), or to ``out`` itself if it ends in .json; its path."""
-    path = Path(out) if Path(out).suffix == '.json' else shard_file(out, *shard.shard)
+    index, count = shard.shard
+    name = f'part-{index:0{len(str(count - 1))}d}-of-{count}.json'  # zero-padded: the files sort in shard order
+    path = Path(out) if Path(out).suffix == '.json' else Path(out) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {'format': PART_FORMAT, 'shard': list(shard.shard), 'setup': shard.setup,
             'listing': [list(entry) for entry in shard.listing],
