@@ -30,14 +30,19 @@ from typing import Any
 import numpy as np
 
 from rtformer_ros.commands import model_size
+from rtformer_ros.errors import RtformerError
 from rtformer_ros.util import progress
 
-__all__ = ['HELP', 'NAME', 'Row', 'add_arguments', 'run']
+__all__ = ['HELP', 'NAME', 'BenchError', 'Row', 'add_arguments', 'run']
 
 NAME = 'bench'
 HELP = 'latency/FPS of PyTorch eager and ONNX Runtime providers (table + JSON)'
 
 BACKENDS = ('torch', 'cpu', 'openvino', 'openvino-bf16', 'openvino-fp32', 'cuda', 'tensorrt')
+
+
+class BenchError(RtformerError, ValueError):
+    """Options that cannot be measured."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,9 @@ def _engines(paths: dict[str, Path], variant: str | None, backends: list[str], t
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.runs < 1 or args.threads < 1 or args.warmup < 0:
+        msg = f'--runs and --threads must be >= 1, --warmup >= 0, got {args.runs}, {args.threads} and {args.warmup}'
+        raise BenchError(msg)
     import torch
 
     from rtformer_ros.engine import OPENVINO, available_providers

@@ -52,6 +52,20 @@ def test_classes_that_do_not_fit_the_weights_are_one_line(paddle_fixtures: Path,
     assert not (tmp_path / 'x.pt').exists()
 
 
+@pytest.mark.parametrize(('argv', 'problem'), [
+    (['eval', '--bag', 'b', '--label-topic', '/l', '--pred-topic', '/p', '--samples', '-1'],
+     '--samples -1: give 0 or more'),
+    (['bench', '--models', 'm.onnx', '--runs', '0'], '--runs and --threads must be >= 1, --warmup >= 0, got 0'),
+    (['convert', 'w.pdparams', '-o', 'w.pt', '--variant', 'slim', '--num-classes', '19', '--cross-size', '0'],
+     '--cross-size 0: give 1 or more'),
+])
+def test_option_values_that_cannot_work_are_one_line(argv: list[str], problem: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith(f'rtformer {argv[0]}: {problem}'), err
+
+
 @pytest.mark.ros
 def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
     from rtformer_ros.bags.writer import BagWriter, image_message

@@ -104,6 +104,9 @@ def check_options(opts: EvalOptions) -> None:
     if opts.pred_topic is None and opts.image_topic is None:
         msg = 'give --image-topic (the model needs images)'
         raise BagError(msg)
+    if opts.samples < 0:
+        msg = f'--samples {opts.samples}: give 0 or more'
+        raise BagError(msg)
     topics = [t for t in (opts.image_topic, opts.label_topic, opts.pred_topic) if t]
     if len(set(topics)) != len(topics):
         msg = f'image, label and prediction topics must differ, got {", ".join(topics)}'

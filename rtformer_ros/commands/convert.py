@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from rtformer_ros.model import PRESETS, build_rtformer, save_checkpoint
     from rtformer_ros.model.convert import ConvertError, convert_state_dict, infer_options, load_pdparams
 
+    if args.cross_size is not None and args.cross_size < 1:
+        raise ConvertError(f'--cross-size {args.cross_size}: give 1 or more')
     arrays = load_pdparams(args.src)
     found = infer_options(arrays)
     if found['variant'] != args.variant:
