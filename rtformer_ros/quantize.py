@@ -78,7 +78,7 @@ def _folder_frames(folder: Path, frames: int) -> Iterator[tuple[np.ndarray, str]
 def _bag_frames(bag: Path, topic: str | None, frames: int) -> Iterator[tuple[np.ndarray, str]]:
     from rtformer_ros.bags.errors import BagError
     from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE, BagReader
-    from rtformer_ros.image.codec import CodecError, decode_compressed, decode_image
+    from rtformer_ros.image.codec import CodecError, decode_camera
 
     try:
         with BagReader(bag) as reader:
@@ -88,13 +88,12 @@ def _bag_frames(bag: Path, topic: str | None, frames: int) -> Iterator[tuple[np.
                     msg = f'{bag}: give --topic, the bag has {len(images)} image topics ({", ".join(images)})'
                     raise QuantizeError(msg)
                 topic = images[0]
-            decode = decode_compressed if reader.require(topic, (IMAGE, COMPRESSED_IMAGE)) == COMPRESSED_IMAGE \
-                else decode_image
+            reader.require(topic, (IMAGE, COMPRESSED_IMAGE))
             wanted = set(_spread(reader.message_count(topic), frames))
             for index, (_, _, raw) in enumerate(reader.messages([topic])):
                 if index in wanted:
                     try:
-                        decoded = decode(reader.deserialize(raw, topic))
+                        decoded = decode_camera(reader.deserialize(raw, topic))
                     except CodecError as err:
                         msg = f'{bag}: {topic} message {index}: {err}'
                         raise QuantizeError(msg) from None

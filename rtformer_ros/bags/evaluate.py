@@ -25,7 +25,7 @@ from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE, BagReader, Frame
 from rtformer_ros.bags.writer import BagWriter, image_message, segmentation_topics
 from rtformer_ros.classes import IGNORE_INDEX, get_classes
 from rtformer_ros.engine import EngineError, SegmentationEngine
-from rtformer_ros.image.codec import CodecError, Decoded, decode_compressed, decode_image, decode_labels
+from rtformer_ros.image.codec import CodecError, Decoded, decode_camera, decode_labels
 from rtformer_ros.image.render import blend, colorize, palette_lut
 from rtformer_ros.metrics import ConfusionMatrix
 from rtformer_ros.util import format_stamp, progress
@@ -228,21 +228,16 @@ class _Evaluator:
                                  'provider': engine.provider, 'resize': opts.resize,
                                  'used_for': 'class names' if opts.pred_topic else 'predictions'}
         self.output: _OutputBag | None = None
-        compressed = opts.image_topic is not None and reader.topics[opts.image_topic] == COMPRESSED_IMAGE
-        self._decode = decode_compressed if compressed else decode_image
 
     def _skip(self, reason: str, frame: Frame, err: BagError | str) -> None:
         if not self.result.skipped[reason]:  # one line per reason, the counts go to the report
             _log.warning('skipped frame at stamp %s: %s', format_stamp(frame.stamp_ns), err)
         self.result.skipped[reason] += 1
 
-    def _message(self, frame: Frame, topic: str) -> Any:
-        return self.reader.deserialize(frame.raw[topic], topic)
-
     def score(self, frame: Frame, keep_sample: bool) -> None:
         opts = self.opts
         try:
-            messages = {topic: self._message(frame, topic) for topic in frame.raw}
+            messages = {topic: self.reader.deserialize(raw, topic) for topic, raw in frame.raw.items()}
         except BagError as err:
             self._skip('corrupt', frame, err)
             return
@@ -253,7 +248,7 @@ class _Evaluator:
             labels = decode_labels(messages[topic])
             if opts.image_topic:
                 topic = opts.image_topic
-                decoded = self._decode(messages[topic])
+                decoded = decode_camera(messages[topic])
             if opts.pred_topic:
                 topic = opts.pred_topic
                 pred = decode_labels(messages[topic])

@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     AnyCompressedImage = CompressedImage | BagCompressedImage
 
 __all__ = ['JPEG_FORMAT', 'SUPPORTED_ENCODINGS', 'CodecError', 'Decoded', 'check_compressed', 'check_image',
-           'compressed_size', 'decode_compressed', 'decode_image', 'decode_labels', 'image_message', 'jpeg_message']
+           'compressed_size', 'decode_camera', 'decode_compressed', 'decode_image', 'decode_labels', 'image_message',
+           'jpeg_message']
 
 # Generic OpenCV-style encodings rosbags-image can turn into RGB: only 3-channel ones (passed through as RGB).
 _GENERIC_RGB = ('8UC3', '16UC3')
@@ -302,6 +303,11 @@ def decode_compressed(msg: AnyCompressedImage, max_pixels: int | None = None) ->
     if image.dtype == np.uint16:  # 16-bit PNG
         encoding = encoding[:-1] + '16'
     return _to_engine(_Raw(encoding, height, width, _HOST_BIGENDIAN, np.ascontiguousarray(image)))
+
+
+def decode_camera(msg: AnyImage | AnyCompressedImage, max_pixels: int | None = None) -> Decoded:
+    """A camera message of either kind (a CompressedImage has a ``format``): `decode_compressed` or `decode_image`."""
+    return decode_compressed(msg, max_pixels) if hasattr(msg, 'format') else decode_image(msg, max_pixels)
 
 
 def image_message(header: Header, pixels: np.ndarray, encoding: str) -> Image:
