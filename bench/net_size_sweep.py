@@ -19,11 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tqdm import tqdm
-
 from rtformer_ros.bags.evaluate import EvalOptions, evaluate
 from rtformer_ros.commands import model_size
 from rtformer_ros.export import export_checkpoint
+from rtformer_ros.util import progress
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for net in tqdm(args.net_sizes, desc='net sizes', unit='size'):
+        for net in progress(args.net_sizes, desc='net sizes', unit='size'):
             model = export_checkpoint(args.checkpoint, Path(tmp) / f'{net[0]}x{net[1]}.onnx', args.size,
                                       net_size=net)
             result = evaluate(EvalOptions(bag=args.bag, image_topic=args.image_topic, label_topic=args.label_topic,
