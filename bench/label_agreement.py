@@ -15,9 +15,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from rtformer_ros.engine import SegmentationEngine
+from rtformer_ros.util import progress
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     worst = np.ones(len(engines))
     conf = np.zeros(len(engines))
     total = 0
-    for file in tqdm(files, desc='frames'):
+    for file in progress(files, desc='frames'):
         frame = cv2.imread(str(file))
         ref = reference.infer(frame, 'bgr')
         total += ref.labels.size

@@ -19,10 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tqdm import tqdm
-
 from rtformer_ros.bags.evaluate import EvalOptions, evaluate
-from rtformer_ros.export import export_checkpoint, parse_size
+from rtformer_ros.commands import model_size
+from rtformer_ros.export import export_checkpoint
+from rtformer_ros.util import progress
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,9 +33,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--bag', type=Path, required=True, help='labelled bag, e.g. from rtformer bag-from-dataset')
     p.add_argument('--image-topic', default='/camera/image_raw')
     p.add_argument('--label-topic', default='/camera/labels')
-    p.add_argument('--size', type=parse_size, default=(360, 480), help='graph input/output HxW (the camera)')
-    p.add_argument('--net-sizes', type=parse_size, nargs='+',
-                   default=[parse_size(s) for s in ('360x480', '432x576', '480x640', '528x704', '600x800')])
+    p.add_argument('--size', type=model_size, default=(360, 480), help='graph input/output HxW (the camera)')
+    p.add_argument('--net-sizes', type=model_size, nargs='+',
+                   default=[model_size(s) for s in ('360x480', '432x576', '480x640', '528x704', '600x800')])
     p.add_argument('--providers', default='cpu')
     p.add_argument('--json', type=Path, default=None)
     p.add_argument('--png', type=Path, default=None)
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for net in tqdm(args.net_sizes, desc='net sizes', unit='size'):
+        for net in progress(args.net_sizes, desc='net sizes', unit='size'):
             model = export_checkpoint(args.checkpoint, Path(tmp) / f'{net[0]}x{net[1]}.onnx', args.size,
                                       net_size=net)
             result = evaluate(EvalOptions(bag=args.bag, image_topic=args.image_topic, label_topic=args.label_topic,

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from rtformer_ros.engine import SegmentationEngine
+from rtformer_ros.util import progress
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f'{args.model}: the model has no confidence output', file=sys.stderr)
             return 1
         rows = []
-        for name, alter in tqdm(ALTERATIONS.items(), desc='alterations', unit='set'):
+        for name, alter in progress(ALTERATIONS.items(), desc='alterations', unit='set'):
             means, lows = [], []
             for path in frames:
                 confidence = engine.infer(alter(cv2.imread(str(path), cv2.IMREAD_COLOR)), 'bgr').confidence

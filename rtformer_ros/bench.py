@@ -29,9 +29,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ['Row', 'add_arguments', 'run']
+from rtformer_ros.commands import model_size
+from rtformer_ros.errors import RtformerError
+from rtformer_ros.util import progress
+
+__all__ = ['HELP', 'NAME', 'BenchError', 'Row', 'add_arguments', 'run']
+
+NAME = 'bench'
+HELP = 'latency/FPS of PyTorch eager and ONNX Runtime providers (table + JSON)'
 
 BACKENDS = ('torch', 'cpu', 'openvino', 'openvino-bf16', 'openvino-fp32', 'cuda', 'tensorrt')
+
+
+class BenchError(RtformerError, ValueError):
+    """Options that cannot be measured."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +64,8 @@ class Row:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--variants', nargs='*', default=None, choices=('slim', 'base'),
                    help='exported with random weights at every --sizes (default: slim base, none with --models)')
-    p.add_argument('--sizes', nargs='+', default=['360x480', '512x1024', '1024x2048'], help='HxW sizes')
+    p.add_argument('--sizes', nargs='+', type=model_size, default=[(360, 480), (512, 1024), (1024, 2048)],
+                   help='HxW sizes (default: 360x480 512x1024 1024x2048)')
     p.add_argument('--backends', nargs='+', default=None, choices=BACKENDS,
                    help='default: torch, cpu, OpenVINO (both precisions) where installed, and every GPU provider '
                         'ONNX Runtime offers here')
@@ -154,12 +166,14 @@ def _engines(paths: dict[str, Path], variant: str | None, backends: list[str], t
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.runs < 1 or args.threads < 1 or args.warmup < 0:
+        msg = f'--runs and --threads must be >= 1, --warmup >= 0, got {args.runs}, {args.threads} and {args.warmup}'
+        raise BenchError(msg)
     import torch
 
     from rtformer_ros.engine import OPENVINO, available_providers
-    from rtformer_ros.export import FrameToLabels, parse_size
+    from rtformer_ros.export import FrameToLabels
 
-    sizes = [parse_size(s) for s in args.sizes]
     present = available_providers()
     gpu = [b for b, name in (('tensorrt', 'TensorrtExecutionProvider'), ('cuda', 'CUDAExecutionProvider'))
            if name in present]
@@ -168,16 +182,11 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix='rtformer_bench_'))
     rows: list[Row] = []
-    try:
-        from tqdm import tqdm
-    except ImportError:  # progress is a nicety
-        def tqdm(x, **_):  # noqa: ANN001, ANN202
-            return x
     variants = args.variants if args.variants is not None else [] if args.models else ['slim', 'base']
-    jobs: list[tuple[str | None, tuple[int, int] | None]] = [(v, s) for v in variants for s in sizes]
+    jobs: list[tuple[str | None, tuple[int, int] | None]] = [(v, s) for v in variants for s in args.sizes]
     jobs += [(None, None)] if args.models else []  # the --models files, timed together
     engine_backends = [b for b in backends if b != 'torch']
-    for variant, size in tqdm(jobs, desc='bench', unit='config'):
+    for variant, size in progress(jobs, desc='bench', unit='config'):
         paths = {p.name: p for p in args.models} if variant is None else _exports(args, variant, size, workdir)
         timed = _engines(paths, variant, engine_backends, args.threads, not args.no_io_binding)
         size = size or timed[0].engine.input_size

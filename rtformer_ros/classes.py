@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ['DATASETS', 'IGNORE_INDEX', 'ClassSet', 'get_classes', 'voc_palette']
+from rtformer_ros.errors import RtformerError
+
+__all__ = ['DATASETS', 'IGNORE_INDEX', 'ClassSet', 'ClassesError', 'get_classes', 'voc_palette']
 
 IGNORE_INDEX = 255
 """Label id that marks pixels to ignore in losses and metrics (void)."""
@@ -146,6 +148,10 @@ DATASETS: dict[str, ClassSet] = {
 }
 
 
+class ClassesError(RtformerError, ValueError):
+    """A dataset name and class count that do not go together."""
+
+
 def get_classes(dataset: str, num_classes: int | None = None) -> ClassSet:
     """Classes of a known dataset, or generic ``class_<i>`` names when the dataset is unknown.
 
@@ -154,15 +160,15 @@ def get_classes(dataset: str, num_classes: int | None = None) -> ClassSet:
         num_classes: expected class count; required for an unknown dataset, checked for a known one.
 
     Raises:
-        ValueError: the count does not match the dataset, or an unknown dataset has no count.
+        ClassesError: the count does not match the dataset, or an unknown dataset has no count.
     """
     known = DATASETS.get(dataset)
     if known is not None:
         if num_classes is not None and num_classes != known.num_classes:
             msg = f'dataset {dataset!r} has {known.num_classes} classes, not {num_classes}'
-            raise ValueError(msg)
+            raise ClassesError(msg)
         return known
     if not num_classes or num_classes < 1:
         msg = f'unknown dataset {dataset!r}: give the number of classes (known: {", ".join(DATASETS)})'
-        raise ValueError(msg)
+        raise ClassesError(msg)
     return _from_names(dataset, tuple(f'class_{i}' for i in range(num_classes)))

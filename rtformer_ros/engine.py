@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from rtformer_ros.errors import RtformerError, first_line
 from rtformer_ros.metadata import MetadataError, ModelMetadata
+from rtformer_ros.util import cache_dir as cache_dir_of
 
 __all__ = ['EngineError', 'Segmentation', 'SegmentationEngine', 'available_providers']
 
@@ -156,10 +156,6 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
         msg = f'{name}: expected {" or ".join(repr(c) for c in choices)}, got {value!r}'
         raise ValueError(msg)
     return str(value)
-
-
-def _default_cache_dir() -> Path:
-    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'rtformer_ros' / 'tensorrt'
 
 
 def _provider_options(name: str, device_id: int, cache_dir: Path) -> dict[str, object]:
@@ -440,7 +436,7 @@ class SegmentationEngine:
         names, explicit = _resolve_providers(providers, source)
         openvino = names[0] if names[0] in _OPENVINO else None
         names = [name for name in names if name not in _OPENVINO] or [CPU]  # ORT: contract, metadata, fallback
-        cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+        cache = Path(cache_dir) if cache_dir is not None else cache_dir_of('tensorrt')
         if TENSORRT in names:
             try:
                 cache.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,9 @@ class RtformerError(Exception):
     """A known failure with a readable message that names the file, topic or option and the problem."""
 
 
-def first_line(err: BaseException, limit: int = 200) -> str:
-    """The first non-empty line of an exception's text (its type name when empty), at most ``limit`` characters.
+def first_line(err: BaseException, limit: int | None = 200) -> str:
+    """The first non-empty line of an exception's text (its type name when empty), at most ``limit`` characters
+    (None: all of it).
 
     Library errors (torch, ONNX Runtime, OpenCV, rosbags) often span many lines; ours are one readable line.
     """

@@ -23,9 +23,9 @@ from rtformer_ros.classes import ClassSet
 from rtformer_ros.errors import RtformerError, first_line
 from rtformer_ros.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMetadata
 from rtformer_ros.model.checkpoint import load_checkpoint
-from rtformer_ros.model.rtformer import MIN_INPUT_SIZE, RTFormer, resize, variant_of
+from rtformer_ros.model.rtformer import RTFormer, resize, variant_of
 
-__all__ = ['DEFAULT_OPSET', 'ExportError', 'FrameToLabels', 'export_checkpoint', 'export_model', 'parse_size']
+__all__ = ['DEFAULT_OPSET', 'ExportError', 'FrameToLabels', 'export_checkpoint', 'export_model']
 
 DEFAULT_OPSET = 18
 
@@ -76,19 +76,6 @@ class FrameToLabels(nn.Module):
         # A full Softmax over the class axis (ORT transposes it to the last axis) cost ~30 % of the CPU frame.
         top = logits.amax(dim=1, keepdim=True)
         return labels, torch.reciprocal(torch.exp(logits - top).sum(dim=1))
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``'360x480'`` -> (360, 480); both sides >= the model's minimum."""
-    try:
-        height, width = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        msg = f'size {text!r}: expected HxW, e.g. 360x480'
-        raise ValueError(msg) from None
-    if min(height, width) < MIN_INPUT_SIZE:
-        msg = f'size {text!r}: H and W must be >= {MIN_INPUT_SIZE}'
-        raise ValueError(msg)
-    return height, width
 
 
 def export_model(model: RTFormer, classes: ClassSet, out: str | Path, size: tuple[int, int], *,

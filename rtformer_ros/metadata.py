@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from rtformer_ros.classes import IGNORE_INDEX
 from rtformer_ros.errors import RtformerError
+from rtformer_ros.util import parse_hw
 
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'LAYOUT', 'MetadataError', 'ModelMetadata']
 
@@ -90,14 +91,14 @@ class ModelMetadata:
         """
         try:
             get = {k[len(_PREFIX):]: v for k, v in props.items() if k.startswith(_PREFIX)}
-            height, width = _hw(get['input_size'])
+            height, width = parse_hw(get['input_size'])
             meta = cls(
                 variant=get['variant'],
                 dataset=get['dataset'],
                 class_names=tuple(json.loads(get['class_names'])),
                 palette=tuple(tuple(int(v) for v in c) for c in json.loads(get['palette'])),
                 input_size=(height, width),
-                net_size=_hw(get['net_size']) if 'net_size' in get else None,  # older files: no resize
+                net_size=parse_hw(get['net_size']) if 'net_size' in get else None,  # older files: no resize
                 layout=get['layout'],
                 mean=tuple(float(v) for v in json.loads(get['mean'])),
                 std=tuple(float(v) for v in json.loads(get['std'])),
@@ -118,8 +119,3 @@ class ModelMetadata:
             msg = f'{source}: metadata num_classes, class_names and palette disagree'
             raise MetadataError(msg)
         return meta
-
-
-def _hw(text: str) -> tuple[int, int]:
-    height, width = (int(v) for v in text.split('x'))
-    return height, width

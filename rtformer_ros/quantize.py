@@ -33,6 +33,7 @@ import onnx
 
 from rtformer_ros.engine import EngineError, SegmentationEngine
 from rtformer_ros.errors import RtformerError
+from rtformer_ros.util import progress as progress_bar
 
 __all__ = ['CONFIDENCE_OPS', 'DEFAULT_KEEP_FLOAT', 'IMAGE_SUFFIXES', 'METHODS', 'QuantizeError', 'calibration_frames',
            'quantize_model']
@@ -77,7 +78,7 @@ def _folder_frames(folder: Path, frames: int) -> Iterator[tuple[np.ndarray, str]
 def _bag_frames(bag: Path, topic: str | None, frames: int) -> Iterator[tuple[np.ndarray, str]]:
     from rtformer_ros.bags.errors import BagError
     from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE, BagReader
-    from rtformer_ros.image.codec import CodecError, decode_compressed, decode_image
+    from rtformer_ros.image.codec import CodecError, decode_camera
 
     try:
         with BagReader(bag) as reader:
@@ -87,13 +88,12 @@ def _bag_frames(bag: Path, topic: str | None, frames: int) -> Iterator[tuple[np.
                     msg = f'{bag}: give --topic, the bag has {len(images)} image topics ({", ".join(images)})'
                     raise QuantizeError(msg)
                 topic = images[0]
-            decode = decode_compressed if reader.require(topic, (IMAGE, COMPRESSED_IMAGE)) == COMPRESSED_IMAGE \
-                else decode_image
+            reader.require(topic, (IMAGE, COMPRESSED_IMAGE))
             wanted = set(_spread(reader.message_count(topic), frames))
             for index, (_, _, raw) in enumerate(reader.messages([topic])):
                 if index in wanted:
                     try:
-                        decoded = decode(reader.deserialize(raw, topic))
+                        decoded = decode_camera(reader.deserialize(raw, topic))
                     except CodecError as err:
                         msg = f'{bag}: {topic} message {index}: {err}'
                         raise QuantizeError(msg) from None
@@ -167,12 +167,10 @@ class _Reader:
     The first frame is read at once, so a bad source fails before the slow graph preparation starts.
     """
 
-    def __init__(self, frames: Iterator[np.ndarray], total: int, progress: bool) -> None:
-        from tqdm import tqdm
-
+    def __init__(self, frames: Iterator[np.ndarray], total: int, progress: bool | None) -> None:
         self._frames = frames
         self._next = next(frames, None)
-        self._bar = tqdm(total=total, desc='calibrate', unit='frame', disable=not progress)
+        self._bar = progress_bar(total=total, enabled=progress, desc='calibrate', unit='frame')
         self.count = 0
 
     @property
@@ -195,7 +193,7 @@ class _Reader:
 def quantize_model(model: str | Path, out: str | Path, source: str | Path, *, frames: int = 64,
                    method: str = 'minmax', topic: str | None = None, resize: str = 'stretch',
                    keep_float: Sequence[str] = DEFAULT_KEEP_FLOAT, confidence_op: str = 'softmax',
-                   progress: bool = True) -> Path:
+                   progress: bool | None = None) -> Path:
     """Quantize the exported fp32 graph ``model`` to a QDQ INT8 graph ``out``.
 
     Args:
@@ -209,7 +207,7 @@ def quantize_model(model: str | Path, out: str | Path, source: str | Path, *, fr
         keep_float: op types left in float besides the input normalisation and the output tail.
         confidence_op: 'softmax' (ReduceMax of a Softmax, fastest on OpenVINO) or 'direct' (as exported,
             fastest on ORT's CPU EP).
-        progress: show a progress bar.
+        progress: a progress bar: None on a terminal only, True/False always/never.
 
     Raises:
         QuantizeError: bad arguments, a model that is not an fp32 export, or an unusable calibration source.
@@ -231,6 +229,7 @@ def quantize_model(model: str | Path, out: str | Path, source: str | Path, *, fr
         msg = f'--confidence-op: expected one of {", ".join(CONFIDENCE_OPS)}, got {confidence_op!r}'
         raise QuantizeError(msg)
     model, out = Path(model), Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         engine = SegmentationEngine(model, providers='cpu', warmup=0, resize=resize)
     except EngineError as err:

@@ -9,8 +9,9 @@ from importlib.util import find_spec
 import pytest
 from conftest import IN_CI, REPO
 
-# Python sources of the package; launch/ joins once it has files (a clean clone has no empty folders).
-SOURCES = ('rtformer_ros', 'test', 'launch', 'setup.py')
+# Python sources of the package and its benchmarks; launch/ joins once it has files (a clean clone has no empty
+# folders).
+SOURCES = ('rtformer_ros', 'test', 'bench', 'launch', 'setup.py')
 
 
 def test_ruff_finds_nothing():

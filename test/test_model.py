@@ -9,7 +9,7 @@ import pytest
 
 try:  # dev-only (requirements-dev.txt): absent on robots, skipped there
     import torch
-    import torch.nn.functional as F  # noqa: N812
+    import torch.nn.functional as F
 except ImportError:
     pytest.skip('torch is not installed', allow_module_level=True)
 

@@ -6,30 +6,27 @@ The node runs as ``ros2 run`` would start it, in its own process, on the session
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from rtformer_ros.bags import add_eval_arguments, add_replay_arguments, run_eval, run_replay
-from rtformer_ros.bags.dataset import find_samples, write_dataset_bag
+from rtformer_ros.bags.dataset import write_dataset_bag
 from rtformer_ros.bags.reader import BagReader, header_stamp_ns
+from rtformer_ros.cli import main
+from rtformer_ros.datasets import find_samples
 
 pytestmark = pytest.mark.ros
 
 IMAGE, LABELS, PRED = '/camera/image_raw', '/camera/labels', '/camera/segmentation/labels'
 
 
-def cli(add: Callable[[argparse.ArgumentParser], None], handler: Callable[[argparse.Namespace], int],
-        *argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    add(parser)
-    return handler(parser.parse_args([*argv, '--no-progress']))
+def cli(command: str, *argv: str) -> int:
+    return main([command, *argv, '--no-progress'])
 
 
 class NodeProcess:
@@ -68,7 +65,7 @@ def camvid_bag(camvid_dir: Path, path: Path, frames: int) -> Path:
 
 def scores(tmp_path: Path, name: str, *argv: str) -> dict:
     out = tmp_path / name
-    assert cli(add_eval_arguments, run_eval, '--label-topic', LABELS, '--out', str(out), *argv) == 0
+    assert cli('eval', '--label-topic', LABELS, '--out', str(out), *argv) == 0
     return json.loads((out / 'report.json').read_text())
 
 
@@ -76,7 +73,7 @@ def replay_and_compare(bag: Path, model: Path, tmp_path: Path, frames: int, stor
                        namespace: str = '/camera') -> None:
     recorded = tmp_path / 'recorded'
     pred = f'{namespace}/segmentation/labels'
-    assert cli(add_replay_arguments, run_replay, '--bag', str(bag), '--image-topic', IMAGE, '--label-topic', LABELS,
+    assert cli('replay', '--bag', str(bag), '--image-topic', IMAGE, '--label-topic', LABELS,
                '--publish-topic', f'{namespace}/image_raw', '-o', str(recorded), '--lockstep', '--timeout', '30',
                '--wait', '60', '--storage', storage) == 0
     with BagReader(recorded) as out:
@@ -104,7 +101,7 @@ def test_timed_replay_records_answers_and_extra_topics_of_the_frames_sent(camvid
     bag = camvid_bag(camvid_dir, tmp_path / 'bag', 5)
     recorded = tmp_path / 'recorded'
     color = '/camera/segmentation/color'
-    assert cli(add_replay_arguments, run_replay, '--bag', str(bag), '--image-topic', IMAGE, '--label-topic', LABELS,
+    assert cli('replay', '--bag', str(bag), '--image-topic', IMAGE, '--label-topic', LABELS,
                '-o', str(recorded), '--rate', '4', '--limit', '3', '--record', color, '--wait', '60') == 0
     with BagReader(bag) as src:
         sent = [header_stamp_ns(raw) for _, _, raw in src.messages([IMAGE])][:3]
@@ -146,7 +143,7 @@ def test_lockstep_replay_of_exported_slim_scores_like_direct_eval(camvid_dir: Pa
 def test_replay_without_a_node_says_so_in_one_line(camvid_dir: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     bag = camvid_bag(camvid_dir, tmp_path / 'bag', 1)
-    assert cli(add_replay_arguments, run_replay, '--bag', str(bag), '--image-topic', IMAGE, '-o',
+    assert cli('replay', '--bag', str(bag), '--image-topic', IMAGE, '-o',
                str(tmp_path / 'out'), '--publish-topic', '/nobody/listens', '--wait', '1') == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith('rtformer replay: no node on /nobody/listens -> /nobody/segmentation/labels after 1 s')

@@ -10,13 +10,14 @@ import pytest
 
 try:
     import torch
-    import torch.nn.functional as F  # noqa: N812
+    import torch.nn.functional as F
 except ImportError:
     pytest.skip('torch is not installed', allow_module_level=True)
 from PIL import Image
 
+from rtformer_ros.cli import main as rtformer
 from rtformer_ros.model import load_checkpoint
-from rtformer_ros.train import TrainConfig, main
+from rtformer_ros.train import TrainConfig
 from rtformer_ros.train.loop import Trainer, load_data
 from rtformer_ros.train.losses import cross_entropy, enet_weights, ohem_cross_entropy
 
@@ -42,8 +43,8 @@ def sequences(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(root: Path, out: Path, *options: str) -> int:
-    return main(['--data-root', str(root), '--out', str(out), '--crop', '96x128', '--batch-size', '2',
-                 '--threads', '2', '--workers', '0', '--log-every', '1', *options])
+    return rtformer(['train', '--data-root', str(root), '--out', str(out), '--crop', '96x128', '--batch-size', '2',
+                     '--threads', '2', '--workers', '0', '--log-every', '1', *options])
 
 
 def test_no_frame_of_the_held_out_sequence_reaches_the_training_loader(sequences: Path, tmp_path: Path) -> None:

@@ -15,8 +15,9 @@ except ImportError:
     pytest.skip('torch is not installed', allow_module_level=True)
 from PIL import Image
 
+from rtformer_ros.cli import main as rtformer
 from rtformer_ros.model import load_checkpoint
-from rtformer_ros.train import TrainConfigError, add_arguments, config_from_args, main
+from rtformer_ros.train import TrainConfigError, add_arguments, config_from_args
 
 SIZE = (160, 128)  # PIL (W, H): small frames keep a Slim step well under a second on CPU
 
@@ -42,7 +43,7 @@ def read_rows(out: Path) -> list[dict[str, str]]:
 
 def train(root: Path, out: Path, *options: str) -> None:
     argv = ['--data-root', str(root), '--out', str(out), '--threads', '2', '--log-every', '1', *options]
-    assert main(argv) == 0
+    assert rtformer(['train', *argv]) == 0
 
 
 @pytest.fixture(scope='module')
@@ -89,7 +90,7 @@ def test_best_checkpoint_is_self_describing(overfit_run: Path) -> None:
 
 def test_new_run_refuses_a_directory_holding_a_run(overfit_run: Path, camvid4: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(['--data-root', str(camvid4), '--out', str(overfit_run), '--iters', '5']) == 1
+    assert rtformer(['train', '--data-root', str(camvid4), '--out', str(overfit_run), '--iters', '5']) == 1
     assert 'holds a run already (last.pt); add --resume' in capsys.readouterr().err
 
 

@@ -25,9 +25,10 @@ from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE, BagReader, Frame
 from rtformer_ros.bags.writer import BagWriter, image_message, segmentation_topics
 from rtformer_ros.classes import IGNORE_INDEX, get_classes
 from rtformer_ros.engine import EngineError, SegmentationEngine
-from rtformer_ros.image.codec import CodecError, Decoded, decode_compressed, decode_image, decode_labels
+from rtformer_ros.image.codec import CodecError, Decoded, decode_camera, decode_labels
 from rtformer_ros.image.render import blend, colorize, palette_lut
 from rtformer_ros.metrics import ConfusionMatrix
+from rtformer_ros.util import format_stamp, progress
 
 __all__ = ['EvalOptions', 'EvalResult', 'SampleView', 'check_options', 'evaluate', 'load_engine']
 
@@ -40,39 +41,22 @@ OVERLAY_ALPHA = 0.5  # as the node's default overlay_alpha
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """What to score; see ``rtformer eval --help``.
+    """What to score: the options of ``rtformer eval`` (see its ``--help``)."""
 
-    Attributes:
-        bag: rosbag2 folder or file.
-        label_topic: ground truth, mono8 class ids.
-        image_topic: camera images (Image or CompressedImage); optional only with ``pred_topic``.
-        model: exported ``.onnx``; needed unless ``pred_topic`` is given.
-        pred_topic: predictions already in the bag (mono8), scored instead of running the model.
-        dataset: class names when there is no model (e.g. 'camvid').
-        ignore_index: label id not scored; None: the model's (255).
-        write_bag: new bag with the images and the segmentation topics.
-        storage: 'sqlite3' or 'mcap' for ``write_bag``.
-        providers: ONNX Runtime providers for the engine.
-        resize: engine resize policy, 'stretch' or 'letterbox'.
-        samples: frames kept for the overlay grid.
-        progress: tqdm bar (None: only on a terminal).
-        threads: ONNX Runtime intra-op threads (0: its default); fleet workers share the cores out.
-    """
-
-    bag: Path
-    label_topic: str
-    image_topic: str | None = None
-    model: Path | None = None
-    pred_topic: str | None = None
-    dataset: str | None = None
-    ignore_index: int | None = None
-    write_bag: Path | None = None
-    storage: str = 'sqlite3'
-    providers: str = 'auto'
-    resize: str = 'stretch'
-    samples: int = 6
-    progress: bool | None = None
-    threads: int = 0
+    bag: Path  # rosbag2 folder or file
+    label_topic: str  # ground truth, mono8 class ids
+    image_topic: str | None = None  # Image or CompressedImage; optional only with pred_topic
+    model: Path | None = None  # exported .onnx; needed unless pred_topic is given
+    pred_topic: str | None = None  # predictions already in the bag (mono8), scored instead of running the model
+    dataset: str | None = None  # class names when there is no model (e.g. 'camvid')
+    ignore_index: int | None = None  # label id not scored; None: the model's (255)
+    write_bag: Path | None = None  # new bag: the images and the segmentation topics
+    storage: str = 'sqlite3'  # of write_bag
+    providers: str = 'auto'  # ONNX Runtime providers of the engine
+    resize: str = 'stretch'  # engine resize policy: stretch or letterbox
+    samples: int = 6  # frames kept for the overlay grid
+    progress: bool | None = None  # a progress bar (None: only on a terminal)
+    threads: int = 0  # ONNX Runtime intra-op threads (0: its default); fleet workers share the cores out
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,6 +104,9 @@ def check_options(opts: EvalOptions) -> None:
     if opts.pred_topic is None and opts.image_topic is None:
         msg = 'give --image-topic (the model needs images)'
         raise BagError(msg)
+    if opts.samples < 0:
+        msg = f'--samples {opts.samples}: give 0 or more'
+        raise BagError(msg)
     topics = [t for t in (opts.image_topic, opts.label_topic, opts.pred_topic) if t]
     if len(set(topics)) != len(topics):
         msg = f'image, label and prediction topics must differ, got {", ".join(topics)}'
@@ -162,10 +149,6 @@ def _class_set(opts: EvalOptions,
             raise BagError(f'--dataset: {err}') from None
         return classes.names, classes.palette
     return None
-
-
-def _stamp(stamp_ns: int) -> str:
-    return f'{stamp_ns // 1_000_000_000}.{stamp_ns % 1_000_000_000:09d}'
 
 
 def _shrink(image: np.ndarray, interpolation: int) -> np.ndarray:
@@ -245,21 +228,16 @@ class _Evaluator:
                                  'provider': engine.provider, 'resize': opts.resize,
                                  'used_for': 'class names' if opts.pred_topic else 'predictions'}
         self.output: _OutputBag | None = None
-        compressed = opts.image_topic is not None and reader.topics[opts.image_topic] == COMPRESSED_IMAGE
-        self._decode = decode_compressed if compressed else decode_image
 
     def _skip(self, reason: str, frame: Frame, err: BagError | str) -> None:
         if not self.result.skipped[reason]:  # one line per reason, the counts go to the report
-            _log.warning('skipped frame at stamp %s: %s', _stamp(frame.stamp_ns), err)
+            _log.warning('skipped frame at stamp %s: %s', format_stamp(frame.stamp_ns), err)
         self.result.skipped[reason] += 1
-
-    def _message(self, frame: Frame, topic: str) -> Any:
-        return self.reader.deserialize(frame.raw[topic], topic)
 
     def score(self, frame: Frame, keep_sample: bool) -> None:
         opts = self.opts
         try:
-            messages = {topic: self._message(frame, topic) for topic in frame.raw}
+            messages = {topic: self.reader.deserialize(raw, topic) for topic, raw in frame.raw.items()}
         except BagError as err:
             self._skip('corrupt', frame, err)
             return
@@ -270,7 +248,7 @@ class _Evaluator:
             labels = decode_labels(messages[topic])
             if opts.image_topic:
                 topic = opts.image_topic
-                decoded = self._decode(messages[topic])
+                decoded = decode_camera(messages[topic])
             if opts.pred_topic:
                 topic = opts.pred_topic
                 pred = decode_labels(messages[topic])
@@ -296,7 +274,7 @@ class _Evaluator:
         except ValueError as err:
             topic = opts.label_topic if str(err).startswith('label') else (opts.pred_topic or str(opts.model))
             classes = self.confusion.num_classes
-            msg = (f'{topic} at stamp {_stamp(frame.stamp_ns)}: {err}, but there are {classes} classes '
+            msg = (f'{topic} at stamp {format_stamp(frame.stamp_ns)}: {err}, but there are {classes} classes '
                    f'(labels of another dataset, or a wrong --ignore-index?)')
             raise BagError(msg) from None
         self.result.frames += 1
@@ -329,8 +307,6 @@ class _Evaluator:
 
 def _run(opts: EvalOptions, reader: BagReader, engine: SegmentationEngine | None) -> EvalResult:
     """Pair, then score frame by frame (the two passes over the bag)."""
-    from tqdm import tqdm
-
     evaluator = _Evaluator(opts, reader, engine)
     result = evaluator.result
     start = time.perf_counter()  # model loading and warm-up excluded: they are not per-frame costs
@@ -344,8 +320,8 @@ def _run(opts: EvalOptions, reader: BagReader, engine: SegmentationEngine | None
         evaluator.output = _OutputBag(opts.write_bag, opts.storage, reader, opts.image_topic, opts.label_topic,
                                       result.palette or get_classes('classes', 256).palette)
     try:
-        frames = tqdm(reader.frames(pairing), total=pairing.frames, desc='eval', unit='frame',
-                      disable=None if opts.progress is None else not opts.progress)
+        frames = progress(reader.frames(pairing), enabled=opts.progress, total=pairing.frames, desc='eval',
+                          unit='frame')
         for index, frame in enumerate(frames):
             evaluator.score(frame, index in keep)
     finally:

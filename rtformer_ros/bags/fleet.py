@@ -35,6 +35,7 @@ from rtformer_ros.bags.evaluate import EvalOptions, EvalResult, SampleView, eval
 from rtformer_ros.classes import get_classes
 from rtformer_ros.engine import SegmentationEngine
 from rtformer_ros.metrics import ConfusionMatrix
+from rtformer_ros.util import progress as progress_bar
 
 __all__ = ['PART_FORMAT', 'BagPart', 'Shard', 'find_bags', 'merge_parts', 'parse_shard', 'read_shards',
            'score_bags', 'shard_indices', 'write_shard']
@@ -184,7 +185,7 @@ _worker_engine: SegmentationEngine | None = None
 
 
 def _init_worker(opts: EvalOptions) -> None:
-    global _worker_engine  # noqa: PLW0603 - one engine per worker process, loaded once for all its bags
+    global _worker_engine  # one engine per worker process, loaded once for all its bags
     _worker_engine = load_engine(opts)
 
 
@@ -235,15 +236,13 @@ def score_bags(opts: EvalOptions, listing: Sequence[tuple[str, int]], indices: S
     Raises:
         BagError: the model cannot be loaded (checked before any bag is read).
     """
-    from tqdm import tqdm
-
     if not indices:  # a shard with no bag of its own (more shards than bags)
         return
     per_bag = replace(opts, samples=samples_per_bag(opts.samples, len(listing)), progress=False, write_bag=None)
     parts = (_in_process(per_bag, listing, indices) if workers <= 1 or len(indices) <= 1
              else _in_workers(per_bag, listing, indices, workers))
     frames = 0
-    with tqdm(total=len(indices), desc='eval', unit='bag', disable=None if progress is None else not progress) as bar:
+    with progress_bar(total=len(indices), enabled=progress, desc='eval', unit='bag') as bar:
         for part in parts:
             frames += part.frames
             bar.set_postfix(frames=frames)
@@ -257,11 +256,8 @@ def model_digest(model: Path | None) -> str | None:
     """sha256 of the model file: shards must have scored the same model, wherever it was stored."""
     if model is None:
         return None
-    digest = hashlib.sha256()
     with Path(model).open('rb') as file:
-        for block in iter(lambda: file.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, 'sha256').hexdigest()
 
 
 @dataclass(eq=False)
@@ -281,14 +277,11 @@ class Shard:
                 'resize': opts.resize, 'samples': opts.samples, 'model_sha256': model_digest(opts.model)}
 
 
-def shard_file(out_dir: Path, index: int, count: int) -> Path:
-    width = len(str(count - 1))
-    return Path(out_dir) / f'part-{index:0{width}d}-of-{count}.json'
-
-
 def write_shard(shard: Shard, out: Path) -> Path:
     """Write ``part-I-of-N.json`` into folder ``out`` (created), or to ``out`` itself if it ends in .json; its path."""
-    path = Path(out) if Path(out).suffix == '.json' else shard_file(out, *shard.shard)
+    index, count = shard.shard
+    name = f'part-{index:0{len(str(count - 1))}d}-of-{count}.json'  # zero-padded: the files sort in shard order
+    path = Path(out) if Path(out).suffix == '.json' else Path(out) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {'format': PART_FORMAT, 'shard': list(shard.shard), 'setup': shard.setup,
             'listing': [list(entry) for entry in shard.listing],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, Self, TypeVar
 
 
 class _Closable(Protocol):
@@ -27,7 +27,7 @@ class BagHandle(Generic[T]):
             handle, self._handle = self._handle, None
             handle.close()
 
-    def __enter__(self):  # noqa: ANN204 - returns the subclass
+    def __enter__(self) -> Self:
         self.open()
         return self
 

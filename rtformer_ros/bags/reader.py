@@ -27,6 +27,7 @@ from rosbags.typesys import Stores, get_typestore
 from rtformer_ros.bags.errors import BagError
 from rtformer_ros.bags.handle import BagHandle
 from rtformer_ros.errors import first_line
+from rtformer_ros.util import NS_PER_S
 
 __all__ = ['COMPRESSED_IMAGE', 'IMAGE', 'BagReader', 'Frame', 'Pairing', 'header_stamp_ns']
 
@@ -68,7 +69,7 @@ def header_stamp_ns(raw: bytes | memoryview) -> int:
         raise BagError(msg)
     # Encapsulation kind in byte 1: odd = little endian (CDR_LE 0x01, PL_CDR_LE 0x03, CDR2_LE 0x07 ...).
     sec, nanosec = struct.unpack_from('<iI' if raw[1] & 1 else '>iI', raw, 4)
-    return sec * 1_000_000_000 + nanosec
+    return sec * NS_PER_S + nanosec
 
 
 class BagReader(BagHandle[AnyReader]):
@@ -205,6 +206,6 @@ class BagReader(BagHandle[AnyReader]):
         """
         try:
             return self._opened.deserialize(raw, self._types[topic])
-        except Exception as err:  # noqa: BLE001 - rosbags raises struct/index/value errors on bad bytes
+        except Exception as err:  # rosbags raises struct/index/value errors on bad bytes
             msg = f'{topic}: corrupt message ({first_line(err)})'
             raise BagError(msg) from None

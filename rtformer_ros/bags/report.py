@@ -16,6 +16,7 @@ import numpy as np
 
 from rtformer_ros.bags.evaluate import LOW_CONFIDENCE, OVERLAY_ALPHA, EvalResult
 from rtformer_ros.image.render import blend, colorize, palette_lut
+from rtformer_ros.util import split_ns
 
 __all__ = ['FIGURES', 'report_dict', 'write_report']
 
@@ -217,7 +218,7 @@ def _plot_samples(result: EvalResult, path: Path) -> None:
         for col, (picture, title) in enumerate(panels):
             if picture is not None:
                 axes[row, col].imshow(picture)
-            sec, nsec = divmod(sample.stamp_ns, 1_000_000_000)
+            sec, nsec = split_ns(sample.stamp_ns)
             axes[row, col].set_title(f'{title} @ {sec}.{nsec // 1_000_000:03d}', fontsize=8)
     fig.savefig(path, dpi=100)
     plt.close(fig)

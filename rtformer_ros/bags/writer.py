@@ -17,6 +17,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from rtformer_ros.bags.errors import BagError
 from rtformer_ros.bags.handle import BagHandle
+from rtformer_ros.util import split_ns
 
 __all__ = ['BAG_VERSION', 'STORAGES', 'TYPESTORE', 'BagWriter', 'compressed_message', 'image_message',
            'segmentation_topics']
@@ -33,7 +34,7 @@ _Time = TYPESTORE.types['builtin_interfaces/msg/Time']
 
 
 def _header(stamp_ns: int, frame_id: str) -> Any:
-    sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+    sec, nanosec = split_ns(stamp_ns)
     return _Header(stamp=_Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
 

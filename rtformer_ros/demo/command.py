@@ -12,7 +12,10 @@ from rtformer_ros.demo.session import run_demo
 from rtformer_ros.demo.summary import format_summary
 from rtformer_ros.models import PROVIDER_CHOICES
 
-__all__ = ['add_arguments', 'main', 'run']
+__all__ = ['HELP', 'NAME', 'add_arguments', 'main', 'run']
+
+NAME = 'demo'
+HELP = 'a street video through the real node: overlay video, GIF, contact sheet, summary in out/demo/'
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

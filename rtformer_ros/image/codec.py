@@ -31,7 +31,7 @@ import numpy as np
 from rosbags.image import ImageError, message_to_cvimage
 from rosbags.image.image import ENCODINGMAP, Format, to_cvtype
 
-from rtformer_ros.errors import RtformerError
+from rtformer_ros.errors import RtformerError, first_line
 
 if TYPE_CHECKING:
     from rosbags.typesys.stores.ros2_humble import sensor_msgs__msg__CompressedImage as BagCompressedImage
@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     AnyCompressedImage = CompressedImage | BagCompressedImage
 
 __all__ = ['JPEG_FORMAT', 'SUPPORTED_ENCODINGS', 'CodecError', 'Decoded', 'check_compressed', 'check_image',
-           'compressed_size', 'decode_compressed', 'decode_image', 'decode_labels', 'image_message', 'jpeg_message']
+           'compressed_size', 'decode_camera', 'decode_compressed', 'decode_image', 'decode_labels', 'image_message',
+           'jpeg_message']
 
 # Generic OpenCV-style encodings rosbags-image can turn into RGB: only 3-channel ones (passed through as RGB).
 _GENERIC_RGB = ('8UC3', '16UC3')
@@ -184,7 +185,7 @@ def _to_engine(raw: _Raw) -> Decoded:
             raw = _narrow(raw)
         image = message_to_cvimage(raw, target)
     except (ImageError, cv2.error, ValueError, TypeError) as err:
-        msg = f'cannot convert {raw.encoding} to {target}: {_first_line(err)}'
+        msg = f'cannot convert {raw.encoding} to {target}: {first_line(err)}'
         raise CodecError(msg) from None
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         msg = f'{raw.encoding} converted to {image.dtype} {image.shape}, not 3-channel uint8'
@@ -287,7 +288,7 @@ def decode_compressed(msg: AnyCompressedImage, max_pixels: int | None = None) ->
     except AssertionError:  # rosbags-image asserts on a failed cv2.imdecode
         image = None
     except cv2.error as err:
-        msg_ = f'cannot decode {msg.format or "compressed"} data: {_first_line(err)}'
+        msg_ = f'cannot decode {msg.format or "compressed"} data: {first_line(err)}'
         raise CodecError(msg_) from None
     if image is None:
         msg_ = f'cannot decode {len(msg.data)} bytes of {msg.format or "compressed"} data'
@@ -304,9 +305,9 @@ def decode_compressed(msg: AnyCompressedImage, max_pixels: int | None = None) ->
     return _to_engine(_Raw(encoding, height, width, _HOST_BIGENDIAN, np.ascontiguousarray(image)))
 
 
-def _first_line(err: BaseException) -> str:
-    lines = [line for line in str(err).strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else type(err).__name__
+def decode_camera(msg: AnyImage | AnyCompressedImage, max_pixels: int | None = None) -> Decoded:
+    """A camera message of either kind (a CompressedImage has a ``format``): `decode_compressed` or `decode_image`."""
+    return decode_compressed(msg, max_pixels) if hasattr(msg, 'format') else decode_image(msg, max_pixels)
 
 
 def image_message(header: Header, pixels: np.ndarray, encoding: str) -> Image:

@@ -86,13 +86,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     """Rebuild the model a checkpoint describes and load its weights.
 
     Raises:
-        FileNotFoundError: no such file.
-        CheckpointError: unreadable/truncated, not an rtformer_ros checkpoint, or weights that don't fit.
+        CheckpointError: no such file, unreadable/truncated, not an rtformer_ros checkpoint, or weights that don't fit.
     """
     path = Path(path)
     if not path.is_file():
         msg = f'{path}: no such checkpoint'
-        raise FileNotFoundError(msg)
+        raise CheckpointError(msg)
     payload = read_payload(path, FORMAT, 'checkpoint',
                            'an rtformer_ros checkpoint (convert PaddleSeg weights with `rtformer convert`)')
     config = dict(payload['config'])

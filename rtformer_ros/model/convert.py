@@ -35,7 +35,7 @@ class ConvertError(RtformerError, ValueError):
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):  # noqa: ANN201
+    def find_class(self, module: str, name: str):
         if (module, name) not in _ALLOWED:
             msg = f'refusing to load {module}.{name}: a .pdparams file may only contain numpy arrays'
             raise pickle.UnpicklingError(msg)
@@ -46,15 +46,14 @@ def load_pdparams(path: str | Path) -> dict[str, np.ndarray]:
     """Read a PaddleSeg state dict with a restricted unpickler (arrays only, nothing executes).
 
     Raises:
-        FileNotFoundError: no such file.
-        ConvertError: the pickle asks for any other callable, is truncated, or holds no arrays.
+        ConvertError: no such file, the pickle asks for any other callable, is truncated, or holds no arrays.
     """
     path = Path(path)
     if path.is_dir() and (path / 'model.pdparams').is_file():  # PaddleSeg zips unpack to <name>/model.pdparams
         path = path / 'model.pdparams'
     if not path.is_file():
         msg = f'{path}: no such file'
-        raise FileNotFoundError(msg)
+        raise ConvertError(msg)
     try:
         data = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding='latin1').load()
     except pickle.UnpicklingError as err:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ['PRESETS', 'VARIANTS', 'RTFormer', 'RTFormerCfg', 'adaptive_max_pool2d', 'build_rtformer', 'resize']

@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
-__all__ = ['COUNTERS', 'TIMINGS', 'CameraStats', 'Limits']
+__all__ = ['COUNTERS', 'TIMINGS', 'CameraStats', 'Limits', 'status_name']
 
 COUNTERS = (
     'received',  # messages that reached a callback
@@ -44,6 +44,12 @@ COUNTERS = (
 )
 TIMINGS = ('latency', 'wait', 'decode', 'infer', 'encode', 'publish', 'extras')
 _WINDOW = 300  # frames per percentile window: ~10 s at 30 fps
+
+
+def status_name(node: str, camera: str = '') -> str:
+    """The ``DiagnosticStatus.name`` of one camera: the node's fully qualified name and the camera's name
+    (``image`` for the default, unnamed camera), e.g. ``/robot/rtformer_node: front``."""
+    return f'{node}: {camera or "image"}'
 
 
 class Limits(NamedTuple):

@@ -46,16 +46,16 @@ from rtformer_ros.image.codec import (
     jpeg_message,
 )
 from rtformer_ros.image.render import blend, colorize, palette_lut
-from rtformer_ros.ros.diagnostics import CameraStats, Limits
+from rtformer_ros.ros.diagnostics import CameraStats, Limits, status_name
 from rtformer_ros.ros.params import PARAMETERS, check_value, declare_parameters
 from rtformer_ros.ros.qos import CAMERA_INFO_DEPTH, LATCHED_QOS, OUTPUT_QOS, input_profile
 from rtformer_ros.ros.slots import LatestFrameSlots
+from rtformer_ros.util import NS_PER_S, stamp_ns
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from builtin_interfaces.msg import Time
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.publisher import Publisher
@@ -86,10 +86,6 @@ def class_info_json(meta: ModelMetadata) -> str:
                for i, (name, color) in enumerate(zip(meta.class_names, meta.palette, strict=True))]
     return json.dumps({'dataset': meta.dataset, 'variant': meta.variant, 'classes': classes,
                        'ignore_index': meta.ignore_index})
-
-
-def _stamp_ns(stamp: Time) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 def _info_size(info: CameraInfo) -> tuple[int, int]:
@@ -288,7 +284,7 @@ class Segmenter:
             camera_info=publisher(CameraInfo, 'camera_info'),
             class_info=publisher(String, 'class_info', LATCHED_QOS),
             # Named by the node's full name: /front/rtformer_node and /rear/rtformer_node stay apart.
-            stats=CameraStats(f'{node.get_fully_qualified_name()}: {name or "image"}'),
+            stats=CameraStats(status_name(node.get_fully_qualified_name(), name)),
         )
         camera.class_info.publish(self._class_info)
         self._add(node.destroy_subscription, node.create_subscription(
@@ -316,7 +312,7 @@ class Segmenter:
 
     def _on_image(self, camera: _Camera, msg: Image | CompressedImage) -> None:
         now_ns = self._node.get_clock().now().nanoseconds
-        camera.stats.received((now_ns - _stamp_ns(msg.header.stamp)) / 1e9)
+        camera.stats.received((now_ns - stamp_ns(msg.header.stamp)) / NS_PER_S)
         camera.frame_id = msg.header.frame_id
         try:
             if isinstance(msg, Image):
@@ -491,7 +487,7 @@ class Segmenter:
                 return None
             match = next((info for info in reversed(camera.infos) if info.header.stamp == header.stamp),
                          camera.infos[-1])
-        age = abs(_stamp_ns(header.stamp) - _stamp_ns(match.header.stamp)) / 1e9
+        age = abs(stamp_ns(header.stamp) - stamp_ns(match.header.stamp)) / NS_PER_S
         size = (size_hw[1], size_hw[0])
         reason = None
         if age > float(self._live['camera_info_max_age']):

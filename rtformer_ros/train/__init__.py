@@ -7,7 +7,7 @@ loop. Modules: ``config`` (options), ``datasets`` (torch dataset, sampler; layou
 Scores come from the shared `rtformer_ros.metrics.ConfusionMatrix`.
 """
 
-from rtformer_ros.train.command import add_arguments, config_from_args, main, run
+from rtformer_ros.train.command import add_arguments, config_from_args, run
 from rtformer_ros.train.config import TrainConfig, TrainConfigError
 
-__all__ = ['TrainConfig', 'TrainConfigError', 'add_arguments', 'config_from_args', 'main', 'run']
+__all__ = ['TrainConfig', 'TrainConfigError', 'add_arguments', 'config_from_args', 'run']

@@ -12,21 +12,17 @@ import sys
 from dataclasses import fields, replace
 from typing import Any
 
+from rtformer_ros.errors import RtformerError, first_line
 from rtformer_ros.train.config import CLASS_WEIGHTS, DATASET_DEFAULTS, RUNTIME_FIELDS, TrainConfig, TrainConfigError
+from rtformer_ros.util import hw_arg
 
-__all__ = ['add_arguments', 'config_from_args', 'main', 'run']
+__all__ = ['HELP', 'NAME', 'add_arguments', 'config_from_args', 'run']
+
+NAME = 'train'
+HELP = 'train RTFormer (CamVid, Cityscapes, or image+label folders)'
 
 _DEFAULTS = TrainConfig()
 _FIELDS = tuple(f.name for f in fields(TrainConfig))
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        msg = f'{text!r}: expected HxW, e.g. 360x480'
-        raise argparse.ArgumentTypeError(msg) from None
-    return height, width
 
 
 def _default(name: str) -> str:
@@ -76,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument('--drop-path-rate', type=float, metavar='P', help="stochastic depth (default: the model's)")
 
     recipe = parser.add_argument_group('recipe (defaults: PaddleSeg RTFormer; per layout: ' + per_layout + ')')
-    recipe.add_argument('--crop', type=_size, metavar='HxW', help='training crop')
+    recipe.add_argument('--crop', type=hw_arg(), metavar='HxW', help='training crop')
     recipe.add_argument('--batch-size', type=int, metavar='N',
                         help='global batch: under torchrun split evenly over the processes (--lr belongs to it)')
     recipe.add_argument('--iters', type=int, metavar='N', help='training iterations (optimizer steps)')
@@ -169,29 +165,21 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train as ``args`` say; print one line and return 1 on a user error, 130 on Ctrl-C, else 0."""
-    if os.environ.get('RANK', '0') != '0':  # under torchrun rank 0's bars alone; tqdm reads this on import
+    """Train as ``args`` say (errors go to `rtformer_ros.cli`'s one-line handler); 0 when done or stopped."""
+    rank = os.environ.get('RANK', '0')
+    if rank != '0':  # under torchrun rank 0's bars alone; tqdm reads this on import
         os.environ.setdefault('TQDM_DISABLE', '1')
-    from rtformer_ros.model import CheckpointError
-    from rtformer_ros.train.datasets import DatasetError
     from rtformer_ros.train.loop import TrainError, train
 
     try:
-        cfg = config_from_args(args)
-        train(cfg, resume=bool(getattr(args, 'resume', False)))
-    except (TrainConfigError, DatasetError, TrainError, CheckpointError, FileNotFoundError) as err:
-        rank = os.environ.get('RANK', '0')  # under torchrun every process may fail, each says which it is
-        print(f'rtformer train{"" if rank == "0" else f" (rank {rank})"}: {err}', file=sys.stderr)
-        return 1
+        train(config_from_args(args), resume=bool(getattr(args, 'resume', False)))
+    except RtformerError as err:
+        if rank == '0':
+            raise
+        # under torchrun every process may fail: each says which it is
+        raise TrainError(f'rank {rank}: {first_line(err)}') from err
     except KeyboardInterrupt:
         print('rtformer train: interrupted; last.pt holds the last validation point (continue with --resume)',
               file=sys.stderr)
-        return 130
+        raise
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``rtformer train`` as a program (the lead's CLI mounts `add_arguments` and `run` instead)."""
-    parser = argparse.ArgumentParser(prog='rtformer train', description='Train RTFormer on a segmentation dataset.')
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
