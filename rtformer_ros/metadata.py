@@ -14,11 +14,14 @@ from rtformer_ros.classes import IGNORE_INDEX
 from rtformer_ros.errors import RtformerError
 from rtformer_ros.util import parse_hw
 
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'LAYOUT', 'MetadataError', 'ModelMetadata']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'LAYOUT', 'MIN_INPUT_SIZE', 'MetadataError', 'ModelMetadata']
 
 # Normalisation of the PaddleSeg recipe, in 0..1 units (applied inside the exported graph).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+MIN_INPUT_SIZE = 64
+"""Smallest H and W the network (and so a graph's input) takes: its 1/32 feature map must not be empty."""
 
 LAYOUT = 'NHWC uint8 RGB'
 """Graph input layout: (1, H, W, 3) uint8 RGB frames; outputs `labels` (1, H, W) uint8 [, `confidence`]."""

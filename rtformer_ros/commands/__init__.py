@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 
+from rtformer_ros.metadata import MIN_INPUT_SIZE
+from rtformer_ros.util import hw_arg
+
 __all__ = ['STORAGES', 'add_progress', 'model_size']
 
 STORAGES = ('sqlite3', 'mcap')
@@ -17,9 +20,6 @@ STORAGES = ('sqlite3', 'mcap')
 
 def model_size(text: str) -> tuple[int, int]:
     """argparse ``type=``: an ``HxW`` the network accepts (each side >= its 1/32 minimum, 64)."""
-    from rtformer_ros.model.rtformer import MIN_INPUT_SIZE  # torch: only once an option is parsed
-    from rtformer_ros.util import hw_arg
-
     return hw_arg(MIN_INPUT_SIZE)(text)
 
 

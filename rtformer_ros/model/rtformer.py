@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ['PRESETS', 'VARIANTS', 'RTFormer', 'RTFormerCfg', 'adaptive_max_pool2d', 'build_rtformer', 'resize']
+from rtformer_ros.metadata import MIN_INPUT_SIZE
 
-MIN_INPUT_SIZE = 64
+__all__ = ['PRESETS', 'VARIANTS', 'RTFormer', 'RTFormerCfg', 'adaptive_max_pool2d', 'build_rtformer', 'resize']
 
 
 # --------------------------------------------------------------------------------------------------- config

@@ -43,10 +43,11 @@ from rtformer_ros.datasets import (
     split_holdout,
 )
 from rtformer_ros.errors import RtformerError
+from rtformer_ros.metadata import MIN_INPUT_SIZE
 from rtformer_ros.metrics import ConfusionMatrix
 from rtformer_ros.model import CheckpointError, build_rtformer, load_checkpoint, save_checkpoint
 from rtformer_ros.model.checkpoint import read_payload
-from rtformer_ros.model.rtformer import MIN_INPUT_SIZE, RTFormer, count_params, resize
+from rtformer_ros.model.rtformer import RTFormer, count_params, resize
 from rtformer_ros.train.config import NO_SPLIT, TrainConfig, TrainConfigError
 from rtformer_ros.train.datasets import IterationBatches, SegmentationDataset
 from rtformer_ros.train.distributed import Distributed, weights_digest
