@@ -8,8 +8,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from helpers import rtformer
 
-from rtformer_ros.cli import main
 from rtformer_ros.quantize import quantize_model
 
 HAS_OPENVINO = importlib.util.find_spec('openvino') is not None
@@ -29,8 +29,8 @@ def test_bench_times_given_files_side_by_side_and_names_each_row(tiny_model: Pat
     int8 = quantize_model(tiny_model, tmp_path / 'tiny_int8.onnx', calib, frames=2, progress=False)
     out = tmp_path / 'bench.json'
     backends = ['cpu', *(['openvino', 'openvino-fp32'] if HAS_OPENVINO else [])]
-    assert main(['bench', '--models', str(tiny_model), str(int8), '--backends', *backends, '--runs', '2',
-                 '--warmup', '0', '--json', str(out)]) == 0
+    assert rtformer('bench', '--models', tiny_model, int8, '--backends', *backends, '--runs', '2',
+                    '--warmup', '0', '--json', out).rc == 0
     rows = json.loads(out.read_text())['rows']
     got = {(r['variant'], r['backend'], r['precision'], r['io_binding']) for r in rows}
     expected = set()

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from rtformer_ros.cli import main
+from helpers import rtformer_error
 
 COMMANDS = ('convert', 'info', 'export', 'quantize', 'bench', 'train', 'eval', 'eval-merge', 'bag-from-dataset',
             'replay', 'demo')
@@ -41,16 +40,14 @@ def test_help_of_every_command_loads_no_heavy_module() -> None:
         assert found['helps'][name].startswith(f'usage: rtformer {name} '), name
 
 
-def test_a_missing_checkpoint_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(['info', str(tmp_path / 'nope.pt')]) == 1
-    assert capsys.readouterr().err == f'rtformer info: {tmp_path / "nope.pt"}: no such checkpoint\n'
+def test_a_missing_checkpoint_is_one_line(tmp_path: Path) -> None:
+    assert rtformer_error('info', tmp_path / 'nope.pt') == f'rtformer info: {tmp_path / "nope.pt"}: no such checkpoint'
 
 
-def test_classes_that_do_not_fit_the_weights_are_one_line(paddle_fixtures: Path, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(['convert', str(paddle_fixtures / 'rtformer_slim_c19.pdparams'), '-o', str(tmp_path / 'x.pt'),
-                 '--variant', 'slim', '--num-classes', '19', '--dataset', 'camvid']) == 1
-    assert capsys.readouterr().err == "rtformer convert: dataset 'camvid' has 11 classes, not 19\n"
+def test_classes_that_do_not_fit_the_weights_are_one_line(paddle_fixtures: Path, tmp_path: Path) -> None:
+    line = rtformer_error('convert', paddle_fixtures / 'rtformer_slim_c19.pdparams', '-o', tmp_path / 'x.pt',
+                          '--variant', 'slim', '--num-classes', '19', '--dataset', 'camvid')
+    assert line == "rtformer convert: dataset 'camvid' has 11 classes, not 19"
     assert not (tmp_path / 'x.pt').exists()
 
 
@@ -61,11 +58,9 @@ def test_classes_that_do_not_fit_the_weights_are_one_line(paddle_fixtures: Path,
     (['convert', 'w.pdparams', '-o', 'w.pt', '--variant', 'slim', '--num-classes', '19', '--cross-size', '0'],
      '--cross-size 0: give 1 or more'),
 ])
-def test_option_values_that_cannot_work_are_one_line(argv: list[str], problem: str,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(argv) == 1
-    err = capsys.readouterr().err
-    assert err.count('\n') == 1 and err.startswith(f'rtformer {argv[0]}: {problem}'), err
+def test_option_values_that_cannot_work_are_one_line(argv: list[str], problem: str) -> None:
+    line = rtformer_error(*argv)
+    assert line.startswith(f'rtformer {argv[0]}: {problem}'), line
 
 
 @pytest.mark.ros

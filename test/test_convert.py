@@ -8,13 +8,13 @@ import re
 
 import numpy as np
 import pytest
+from helpers import rtformer, rtformer_error
 
 try:  # dev-only (requirements-dev.txt): absent on robots, skipped there
     import torch
 except ImportError:
     pytest.skip('torch is not installed', allow_module_level=True)
 
-from rtformer_ros.cli import main
 from rtformer_ros.model import CheckpointError, build_rtformer, load_checkpoint
 from rtformer_ros.model.convert import ConvertError, convert_state_dict, infer_options, load_pdparams
 
@@ -29,24 +29,22 @@ class _CreatesFile:
         return (os.makedirs, (str(self.path),))
 
 
-def test_malicious_pickle_is_refused_and_its_payload_never_runs(tmp_path, capsys):
+def test_malicious_pickle_is_refused_and_its_payload_never_runs(tmp_path):
     target = tmp_path / 'pwned'
     evil = tmp_path / 'evil.pdparams'
     evil.write_bytes(pickle.dumps({'conv1.0.weight': np.zeros(3, np.float32), 'x': _CreatesFile(target)}))
     with pytest.raises(ConvertError, match='refusing to load os.makedirs'):
         load_pdparams(evil)
-    assert main(['convert', str(evil), '-o', str(tmp_path / 'out.pt'), '--variant', 'slim',
-                 '--num-classes', '19']) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.count('\n') == 0 and 'evil.pdparams' in err and 'refusing' in err
+    err = rtformer_error('convert', evil, '-o', tmp_path / 'out.pt', '--variant', 'slim', '--num-classes', '19')
+    assert 'evil.pdparams' in err and 'refusing' in err
     assert not target.exists() and not (tmp_path / 'out.pt').exists()
 
 
-def test_convert_cli_writes_a_checkpoint_that_reproduces_paddleseg(paddle_fixtures, tmp_path, capsys):
+def test_convert_cli_writes_a_checkpoint_that_reproduces_paddleseg(paddle_fixtures, tmp_path):
     out = tmp_path / 'slim_c19.pt'
-    assert main(['convert', str(paddle_fixtures / 'rtformer_slim_c19.pdparams'), '-o', str(out),
-                 '--variant', 'slim', '--num-classes', '19', '--dataset', 'cityscapes']) == 0
-    assert 'cityscapes (19 classes)' in capsys.readouterr().out
+    result = rtformer('convert', paddle_fixtures / 'rtformer_slim_c19.pdparams', '-o', out,
+                      '--variant', 'slim', '--num-classes', '19', '--dataset', 'cityscapes')
+    assert result.rc == 0 and 'cityscapes (19 classes)' in result.out, result
     ckpt = load_checkpoint(out)
     assert ckpt.classes.names[0] == 'road' and ckpt.model.cfg.use_injection == (True, True)
     x = torch.from_numpy(np.load(paddle_fixtures / 'rtformer_slim_c19_input.npy'))
@@ -60,12 +58,9 @@ def test_convert_cli_writes_a_checkpoint_that_reproduces_paddleseg(paddle_fixtur
     (['--variant', 'base', '--num-classes', '19'], 'RTFormer-slim .* not base'),
     (['--variant', 'slim', '--num-classes', '11'], 'weights have 19 classes, not --num-classes 11'),
 ])
-def test_variant_or_class_count_mismatch_says_which(paddle_fixtures, tmp_path, capsys, args, match):
+def test_variant_or_class_count_mismatch_says_which(paddle_fixtures, tmp_path, args, match):
     src = paddle_fixtures / 'rtformer_slim_c19.pdparams'
-    assert main(['convert', str(src), '-o', str(tmp_path / 'x.pt'), *args]) == 1
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and err.startswith('rtformer convert: ')
-    assert re.search(match, err)
+    assert re.search(match, rtformer_error('convert', src, '-o', tmp_path / 'x.pt', *args))
     assert not (tmp_path / 'x.pt').exists()
 
 
@@ -98,16 +93,16 @@ def test_unreadable_pdparams_fails_with_the_file_named(tmp_path, content):
         load_pdparams(bad)
 
 
-def test_missing_pdparams_is_file_not_found(tmp_path, capsys):
-    assert main(['convert', str(tmp_path / 'nope.pdparams'), '-o', str(tmp_path / 'x.pt'), '--variant', 'slim',
-                 '--num-classes', '19']) == 1
-    assert 'nope.pdparams: no such file' in capsys.readouterr().err
+def test_missing_pdparams_is_file_not_found(tmp_path):
+    line = rtformer_error('convert', tmp_path / 'nope.pdparams', '-o', tmp_path / 'x.pt', '--variant', 'slim',
+                          '--num-classes', '19')
+    assert 'nope.pdparams: no such file' in line
 
 
 def test_truncated_or_foreign_checkpoint_is_a_checkpoint_error(tmp_path, paddle_fixtures):
     good = tmp_path / 'good.pt'
-    main(['convert', str(paddle_fixtures / 'rtformer_slim_c19.pdparams'), '-o', str(good), '--variant', 'slim',
-          '--num-classes', '19'])
+    assert rtformer('convert', paddle_fixtures / 'rtformer_slim_c19.pdparams', '-o', good, '--variant', 'slim',
+                    '--num-classes', '19').rc == 0
     truncated = tmp_path / 'truncated.pt'
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(CheckpointError, match='truncated.pt: not a readable checkpoint'):

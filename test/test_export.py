@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from helpers import rtformer, rtformer_error
 
 try:  # dev-only (requirements-dev.txt): absent on robots, skipped there
     import torch
 except ImportError:
     pytest.skip('torch is not installed', allow_module_level=True)
 
-from rtformer_ros.cli import main
 from rtformer_ros.engine import SegmentationEngine
 from rtformer_ros.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMetadata
 
@@ -25,8 +25,8 @@ from rtformer_ros.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMetadata
 def checkpoint(paddle_fixtures, tmp_path_factory) -> Path:
     """The official-format fixture weights (calibrated BN, attention at unit scale), converted."""
     out = tmp_path_factory.mktemp('ckpt') / 'slim_c19.pt'
-    assert main(['convert', str(paddle_fixtures / 'rtformer_slim_c19.pdparams'), '-o', str(out),
-                 '--variant', 'slim', '--num-classes', '19', '--dataset', 'cityscapes']) == 0
+    assert rtformer('convert', paddle_fixtures / 'rtformer_slim_c19.pdparams', '-o', out,
+                    '--variant', 'slim', '--num-classes', '19', '--dataset', 'cityscapes').rc == 0
     return out
 
 
@@ -37,7 +37,7 @@ def exported(checkpoint, tmp_path_factory) -> dict[str, Path]:
     for name, extra in (('fp32', []), ('fp16', ['--fp16']), ('conf', ['--confidence']),
                         ('net', ['--net-size', '480x640']), ('flip', ['--flip'])):
         paths[name] = out / f'{name}.onnx'
-        assert main(['export', str(checkpoint), '-o', str(paths[name]), '--size', '360x480', *extra]) == 0
+        assert rtformer('export', checkpoint, '-o', paths[name], '--size', '360x480', *extra).rc == 0
     return paths
 
 
@@ -49,7 +49,7 @@ def _val_frames(camvid_dir: Path, count: int) -> list[np.ndarray]:
 @pytest.mark.parametrize('size', ['360x480', '512x1024', '1024x2048'])
 def test_model_exports_at_deployment_sizes_and_passes_the_checker(checkpoint, tmp_path, size):
     out = tmp_path / 'm.onnx'
-    assert main(['export', str(checkpoint), '-o', str(out), '--size', size]) == 0
+    assert rtformer('export', checkpoint, '-o', out, '--size', size).rc == 0
     model = onnx.load(out)
     onnx.checker.check_model(model, full_check=True)
     height, width = (int(v) for v in size.split('x'))
@@ -87,7 +87,7 @@ def test_metadata_round_trips_through_the_engine(exported):
 
 def test_export_is_deterministic(checkpoint, exported, tmp_path):
     again = tmp_path / 'again.onnx'
-    assert main(['export', str(checkpoint), '-o', str(again), '--size', '360x480']) == 0
+    assert rtformer('export', checkpoint, '-o', again, '--size', '360x480').rc == 0
     digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (exported['fp32'], again)]
     assert digest[0] == digest[1]
 
@@ -134,7 +134,7 @@ def test_net_size_runs_the_network_on_the_enlarged_frame_and_keeps_the_io_size(c
     assert changed > 0.001 * total, 'the network did not run at another size'
 
 
-def test_flip_averages_the_logits_of_the_frame_and_its_mirror(checkpoint, exported, camvid_dir, capsys):
+def test_flip_averages_the_logits_of_the_frame_and_its_mirror(checkpoint, exported, camvid_dir):
     from rtformer_ros.model import load_checkpoint
 
     model = load_checkpoint(checkpoint).model.eval()
@@ -153,13 +153,14 @@ def test_flip_averages_the_logits_of_the_frame_and_its_mirror(checkpoint, export
             changed += int((got != plain.infer(frame).labels).sum())
     assert same / total >= 0.999
     assert changed > 0.001 * total, 'the mirrored frame changed nothing'
-    assert main(['info', str(exported['flip']), '--json']) == 0
-    assert json.loads(capsys.readouterr().out)['flip'] is True
+    result = rtformer('info', exported['flip'], '--json')
+    assert result.rc == 0 and json.loads(result.out)['flip'] is True
 
 
-def test_info_describes_an_exported_model(exported, capsys):
-    assert main(['info', str(exported['net']), '--json']) == 0
-    info = json.loads(capsys.readouterr().out)
+def test_info_describes_an_exported_model(exported):
+    result = rtformer('info', exported['net'], '--json')
+    assert result.rc == 0
+    info = json.loads(result.out)
     assert (info['variant'], info['dataset'], info['num_classes']) == ('slim', 'cityscapes', 19)
     assert (info['input_size'], info['net_size'], info['precision']) == ('360x480', '480x640', 'fp32')
 
@@ -195,19 +196,16 @@ def test_confidence_output_is_the_max_softmax_probability(checkpoint, exported):
 
 
 @pytest.mark.parametrize('kind', ['missing', 'foreign', 'truncated'])
-def test_export_of_a_bad_checkpoint_fails_with_one_line(checkpoint, tmp_path, capsys, kind):
+def test_export_of_a_bad_checkpoint_fails_with_one_line(checkpoint, tmp_path, kind):
     bad = tmp_path / f'{kind}.pt'
     if kind == 'foreign':
         torch.save({'state_dict': {}}, bad)
     elif kind == 'truncated':
         bad.write_bytes(checkpoint.read_bytes()[:4096])
-    assert main(['export', str(bad), '-o', str(tmp_path / 'x.onnx'), '--size', '360x480']) == 1
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and f'{kind}.pt' in err
+    assert f'{kind}.pt' in rtformer_error('export', bad, '-o', tmp_path / 'x.onnx', '--size', '360x480')
     assert not (tmp_path / 'x.onnx').exists()
 
 
-def test_export_rejects_a_bad_size(checkpoint, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(['export', str(checkpoint), '-o', str(tmp_path / 'x.onnx'), '--size', '32x32'])
-    assert exit_info.value.code == 2 and 'must be >= 64' in capsys.readouterr().err
+def test_export_rejects_a_bad_size(checkpoint, tmp_path):
+    result = rtformer('export', checkpoint, '-o', tmp_path / 'x.onnx', '--size', '32x32')
+    assert result.rc == 2 and 'must be >= 64' in result.err, result

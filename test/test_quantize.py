@@ -10,11 +10,10 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-from helpers import stripes
+from helpers import rtformer, rtformer_error, stripes
 from onnx import numpy_helper
 
 from rtformer_ros.bags.writer import BagWriter, image_message
-from rtformer_ros.cli import main
 from rtformer_ros.engine import SegmentationEngine
 from rtformer_ros.quantize import QuantizeError, calibration_frames, quantize_model
 
@@ -40,8 +39,8 @@ def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope='module')
 def quantized(tiny_model: Path, image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp('int8') / 'tiny_int8.onnx'
-    assert main(['quantize', str(tiny_model), '-o', str(out), '--calib', str(image_folder), '--frames', '4',
-                 '--no-progress']) == 0
+    assert rtformer('quantize', tiny_model, '-o', out, '--calib', image_folder, '--frames', '4',
+                    '--no-progress').rc == 0
     return out
 
 
@@ -84,9 +83,10 @@ def test_auto_runs_int8_files_on_openvino_where_installed(quantized: Path):
         assert engine.provider == ('OpenVINO' if HAS_OPENVINO else 'CPUExecutionProvider')
 
 
-def test_info_shows_precision_and_calibration(quantized: Path, capsys: pytest.CaptureFixture[str]):
-    assert main(['info', str(quantized), '--json']) == 0
-    info = json.loads(capsys.readouterr().out)
+def test_info_shows_precision_and_calibration(quantized: Path):
+    result = rtformer('info', quantized, '--json')
+    assert result.rc == 0
+    info = json.loads(result.out)
     assert info['precision'] == 'int8' and info['calibration'].endswith('4 frames, minmax')
 
 
@@ -102,15 +102,14 @@ def test_calibration_frames_come_from_a_bag_topic_through_the_engine_resize(tiny
     # Spread over the bag (first, middle, last), decoded from bgr8 back to the RGB the graph wants.
     assert tuple(frames[0][5, 5]) == COLOURS[0] and tuple(frames[-1][5, 5]) == COLOURS[-1]
     out = tmp_path / 'from_bag.onnx'
-    assert main(['quantize', str(tiny_model), '-o', str(out), '--calib', str(bag), '--frames', '3',
-                 '--method', 'percentile', '--no-progress']) == 0
+    assert rtformer('quantize', tiny_model, '-o', out, '--calib', bag, '--frames', '3',
+                    '--method', 'percentile', '--no-progress').rc == 0
     with SegmentationEngine(out, providers='cpu', warmup=0) as engine:
         assert engine.metadata.calibration == 'bag, 3 frames, percentile'
         assert (engine.infer(frames_of_colours()[2]).labels[:, :30] == 2).all()  # blue
 
 
-def test_bad_quantize_requests_fail_with_one_line(tiny_model: Path, image_folder: Path, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]):
+def test_bad_quantize_requests_fail_with_one_line(tiny_model: Path, image_folder: Path, tmp_path: Path):
     out = tmp_path / 'x.onnx'
     empty = tmp_path / 'empty'
     empty.mkdir()
@@ -128,11 +127,10 @@ def test_bad_quantize_requests_fail_with_one_line(tiny_model: Path, image_folder
         (['--calib', str(image_folder), '--method', 'entropy'], '--frames 64 with --method entropy: at most 16'),
     ]
     for extra, problem in cases:
-        assert main(['quantize', str(tiny_model), '-o', str(out), '--no-progress', *extra]) == 1
-        err = capsys.readouterr().err
-        assert len(err.strip().splitlines()) == 1 and problem in err, err
-    assert main(['quantize', str(fp16), '-o', str(out), '--calib', str(image_folder), '--no-progress']) == 1
-    assert 'fp16.onnx: is fp16; quantize the fp32 export' in capsys.readouterr().err
+        line = rtformer_error('quantize', tiny_model, '-o', out, '--no-progress', *extra)
+        assert problem in line, line
+    assert 'fp16.onnx: is fp16; quantize the fp32 export' in rtformer_error('quantize', fp16, '-o', out, '--calib',
+                                                                            image_folder, '--no-progress')
     assert not out.exists()
 
 
