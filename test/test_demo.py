@@ -18,9 +18,15 @@ import pytest
 from PIL import Image
 
 from rtformer_ros.classes import get_classes
-from rtformer_ros.demo import VTEST_MEMBER, DemoError, extract_from_deb, fetch_vtest, main
+from rtformer_ros.cli import main as cli_main
+from rtformer_ros.demo import VTEST_MEMBER, DemoError, extract_from_deb, fetch_vtest
 
 pytestmark = pytest.mark.ros
+
+
+def main(argv: list[str]) -> int:
+    """``rtformer demo ARGV`` in this process."""
+    return cli_main(['demo', *argv])
 
 FRAMES, HEIGHT, WIDTH, FPS = 12, 160, 200, 10.0
 # BGR stripes the tiny model labels as 0 (red), 1 (green), 2 (blue), 3 (dark): a quarter of the picture each.

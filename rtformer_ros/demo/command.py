@@ -1,18 +1,49 @@
-"""``rtformer demo``'s command line: options, one-line errors, the printed summary."""
+"""``rtformer demo`` (see the package docstring): its options, and the printed summary."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from rtformer_ros.demo.errors import DemoError
-from rtformer_ros.demo.options import DemoOptions
-from rtformer_ros.demo.session import run_demo
-from rtformer_ros.demo.summary import format_summary
 from rtformer_ros.models import PROVIDER_CHOICES
 
-__all__ = ['add_arguments', 'main', 'run']
+__all__ = ['HELP', 'NAME', 'DemoOptions', 'add_arguments', 'run']
+
+NAME = 'demo'
+HELP = 'a street video through the real node: overlay video, GIF, contact sheet, summary in out/demo/'
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """The command line as a typed record; see ``rtformer demo --help``.
+
+    Attributes:
+        video: a video file (None: vtest.avi, or ``bag``).
+        bag: a rosbag2 to take frames from instead of a video.
+        image_topic: the bag's camera topic (default: ``/camera/image_raw`` or the only camera topic).
+        model: exported .onnx path or a name in the package's models/ folder (None: the node's default).
+        providers: the node's ``providers`` parameter.
+        out: folder for the files.
+        max_frames: at most this many frames (0: all).
+        realtime: publish at the video's rate instead of lockstep.
+        timeout_s: lockstep: give up on a frame after this long; realtime: wait this long for the last one.
+        wait_s: how long the node may take to start and answer a first frame.
+        progress: tqdm bar (None: only on a terminal).
+    """
+
+    video: Path | None = None
+    bag: Path | None = None
+    image_topic: str | None = None
+    model: str | None = None
+    providers: str = 'auto'
+    out: Path = Path('out/demo')
+    max_frames: int = 0
+    realtime: bool = False
+    timeout_s: float = 20.0
+    wait_s: float = 120.0
+    progress: bool | None = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,36 +73,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``rtformer demo``: run, print the summary and where the files are. Exit 1 with one line on error."""
-    from rtformer_ros.bags.errors import BagError
+    """Run the demo; print the summary and where the files are."""
+    from rtformer_ros.demo.outputs import format_summary
+    from rtformer_ros.demo.session import run_demo
 
     opts = DemoOptions(video=args.video, bag=args.bag, image_topic=args.image_topic, model=args.model,
                        providers=args.providers, out=args.out, max_frames=args.max_frames, realtime=args.realtime,
                        timeout_s=args.timeout, wait_s=args.wait, progress=False if args.no_progress else None)
+    if opts.max_frames < 0 or opts.timeout_s <= 0 or opts.wait_s <= 0:
+        msg = (f'--max-frames must be >= 0, --timeout and --wait > 0, got {opts.max_frames}, '
+               f'{opts.timeout_s:g} and {opts.wait_s:g}')
+        raise DemoError(msg)
     try:
-        if opts.max_frames < 0 or opts.timeout_s <= 0 or opts.wait_s <= 0:
-            msg = (f'--max-frames must be >= 0, --timeout and --wait > 0, got {opts.max_frames}, '
-                   f'{opts.timeout_s:g} and {opts.wait_s:g}')
-            raise DemoError(msg)
         summary = run_demo(opts)
-    except (DemoError, BagError) as err:
-        print(f'rtformer demo: {err}', file=sys.stderr)
-        return 1
     except OSError as err:  # an output folder or cache that cannot be written
         where = f'{err.filename}: ' if err.filename else ''
-        print(f'rtformer demo: {where}{err.strerror or err}', file=sys.stderr)
-        return 1
+        raise DemoError(f'{where}{err.strerror or err}') from err
     print(format_summary(summary))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m rtformer_ros.demo`` (the same as ``rtformer demo``)."""
-    from rtformer_ros import demo  # the package's docstring describes the command
-
-    parser = argparse.ArgumentParser(prog='rtformer demo', description=demo.__doc__.splitlines()[0])
-    add_arguments(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except KeyboardInterrupt:
-        return 130

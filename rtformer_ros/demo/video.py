@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tarfile
@@ -13,17 +12,12 @@ import tempfile
 from pathlib import Path
 
 from rtformer_ros.demo.errors import DemoError
+from rtformer_ros.util import cache_dir
 
-__all__ = ['VTEST_MEMBER', 'VTEST_PACKAGE', 'cache_dir', 'extract_from_deb', 'fetch_vtest']
+__all__ = ['VTEST_MEMBER', 'VTEST_PACKAGE', 'extract_from_deb', 'fetch_vtest']
 
 VTEST_PACKAGE = 'opencv-doc'
 VTEST_MEMBER = './usr/share/doc/opencv-doc/examples/data/vtest.avi'
-
-
-def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/rtformer_ros`` (default ``~/.cache/rtformer_ros``)."""
-    base = os.environ.get('XDG_CACHE_HOME') or str(Path.home() / '.cache')
-    return Path(base) / 'rtformer_ros'
 
 
 def extract_from_deb(deb: Path, member: str, dest: Path) -> Path:
