@@ -303,9 +303,8 @@ class StampedClient:
         stamps = list(stamps)
         return self.wait_on(lambda: all(inbox.answered(s) for s in stamps for inbox in inboxes), timeout)
 
-    def lockstep(self, publisher: Any, stamp: int, msg: Any, inboxes: Sequence[Inbox[Any]], timeout: float,
-                 resend_s: float = RESEND_S) -> bool:
-        """Publish ``msg`` and wait for its answers in every inbox, resending every ``resend_s`` seconds.
+    def lockstep(self, publisher: Any, stamp: int, msg: Any, inboxes: Sequence[Inbox[Any]], timeout: float) -> bool:
+        """Publish ``msg`` and wait for its answers in every inbox, resending it every ``RESEND_S`` seconds.
 
         Returns:
             True once all answered; False after ``timeout`` seconds (a miss).
@@ -315,7 +314,7 @@ class StampedClient:
         """
         deadline = time.monotonic() + timeout
         self.send(publisher, stamp, msg)
-        while not self.wait([stamp], inboxes, min(resend_s, deadline - time.monotonic())):
+        while not self.wait([stamp], inboxes, min(RESEND_S, deadline - time.monotonic())):
             if time.monotonic() >= deadline:
                 self.misses += 1
                 if self.max_misses is not None and self.misses >= self.max_misses:
