@@ -5,7 +5,6 @@ parameters are named after that resolved topic."""
 from __future__ import annotations
 
 import array
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -16,13 +15,7 @@ from ros_helpers import quadrants
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from rtformer_ros.ros.probe import NodeProcess, Probe, diagnostic_values
-
-
-@pytest.fixture(scope='module')
-def probe() -> Iterator[Probe]:
-    with Probe() as client:
-        yield client
+from rtformer_ros.ros.client import NodeProcess, StampedClient, diagnostic_values
 
 
 def _jpeg(stamp: object) -> CompressedImage:
@@ -45,7 +38,7 @@ def _jpeg(stamp: object) -> CompressedImage:
 ], ids=['remap', 'remap-namespace', 'relative-remap-namespace', 'camera-namespace', 'camera-remap'])
 def test_node_subscribes_the_resolved_image_topic_plus_compressed(
         ros_args: list[str], params: dict, subscribed: str, outputs: str, status: str, tiny_model: Path,
-        probe: Probe) -> None:
+        probe: StampedClient) -> None:
     params = {'model': tiny_model, 'input_transport': 'compressed', **params}
     with NodeProcess(ros_args=ros_args, params=params) as node:
         pub = probe.publisher(CompressedImage, subscribed, qos_profile_sensor_data)
@@ -68,7 +61,7 @@ def test_node_subscribes_the_resolved_image_topic_plus_compressed(
             probe.node.destroy_publisher(pub)
 
 
-def test_node_qos_override_of_the_remapped_compressed_topic_applies(tiny_model: Path, probe: Probe) -> None:
+def test_node_qos_override_of_the_remapped_compressed_topic_applies(tiny_model: Path, probe: StampedClient) -> None:
     # reliable only matches reliable publishers: a best-effort one is not matched once the override applies.
     topic = '/cam/image_raw/compressed'
     args = ['-r', 'image:=/cam/image_raw', '-p', f'qos_overrides.{topic}.subscription.reliability:=reliable']

@@ -1,17 +1,15 @@
 """One demo run: start ``rtformer_node``, feed it the source through a ``StampedClient`` (lockstep or realtime)
-and record its answers.
-
-The node and the client share one DDS environment, with Fast DDS's large-data transports (see the package's
-docstring, "Transport"). rclpy, OpenCV and the node's modules are imported when a run starts.
-"""
+and record its answers. rclpy, OpenCV and the node's modules are imported when a run starts."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +18,7 @@ from rtformer_ros.demo.command import DemoOptions
 from rtformer_ros.demo.errors import DemoError
 from rtformer_ros.demo.outputs import Recording, write_summary
 from rtformer_ros.demo.sources import open_source
-from rtformer_ros.util import progress
+from rtformer_ros.util import progress, stamp_ns
 
 __all__ = ['run_demo']
 
@@ -28,29 +26,28 @@ NAMESPACE = '/camera'
 IMAGE_TOPIC = f'{NAMESPACE}/image'
 STATUS_NAME = f'{NAMESPACE}/rtformer_node: image'  # the node's DiagnosticStatus: its full name and camera
 OUTPUTS = ('labels', 'color', 'overlay')  # colour and overlay exist only while subscribed
-FRAME_ID = 'camera'
 MAX_MISSES = 3  # lockstep: frames in a row without outputs before the demo gives up
 
 
-def _resolve_model(model: str | None) -> Any:
+def _resolve_model(model: str | None) -> Path:
     """The model file; None: the node's default (the shipped CamVid model)."""
     from rtformer_ros.models import ModelNotFoundError, default_model, resolve_model
 
-    default = default_model()
-    model = model or default
     try:
-        return resolve_model(model).resolve()
+        return resolve_model(model or default_model()).resolve()
     except ModelNotFoundError as err:
-        hint = ' (e.g. from: rtformer export CKPT -o FILE.onnx --size 360x480)' if model == default else ''
-        msg = (f'model {model} is not installed ({err}); ' if model == default else f'{err}; ') + \
-            f'pass --model FILE.onnx{hint}'
+        if model is None or model == default_model():
+            msg = (f'model {default_model()} is not installed ({err}); pass --model FILE.onnx '
+                   f'(e.g. from: rtformer export CKPT -o FILE.onnx --size 360x480)')
+        else:
+            msg = f'{err}; pass --model FILE.onnx'
         raise DemoError(msg) from None
 
 
 @contextmanager
 def _dds_environment() -> Iterator[dict[str, str]]:
-    """``os.environ`` plus the Fast DDS transports that carry >512 KB best-effort frames inside the block (DDS
-    reads it when a participant is created), restored after; yields it for the node process."""
+    """``os.environ`` with Fast DDS's large-data transports (frames over 512 KB, see the package docstring) in the
+    block, where the client's participant is created; yields it for the node process, restores it after."""
     saved = dict(os.environ)
     if os.environ.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp').startswith('rmw_fastrtps'):
         os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
@@ -66,7 +63,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
 
     Raises:
         DemoError: no video or model, the node fails to start, or no frame comes back.
-        ClientError: the node exited, or frames in a row got no outputs.
+        ClientError: the node exited, or ``MAX_MISSES`` frames in a row got no outputs.
     """
     try:
         import rclpy  # noqa: F401 - only to fail early, with one line, where ROS 2 is missing
@@ -94,7 +91,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
                 class_info = session.warm_up(first[2])
                 feed_start = time.monotonic()
                 with progress(total=info.frames or None, desc='demo', unit='frame', enabled=opts.progress) as bar:
-                    session.feed([first], frames, bar=bar)
+                    session.feed(itertools.chain([first], frames), bar)
                 feed_s = time.monotonic() - feed_start
                 diagnostics = session.diagnostics()
             node_exit = node.stop()
@@ -109,7 +106,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
 
 
 class _Session:
-    """The demo's topics on the client: frames out, answers into the recording (main thread only)."""
+    """The demo's topics on the client: frames out, answers decoded into the recording (main thread only)."""
 
     def __init__(self, client: Any, opts: DemoOptions, recording: Recording) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
@@ -119,24 +116,24 @@ class _Session:
         from rtformer_ros.ros.qos import LATCHED_QOS
 
         self.client, self.opts, self.recording = client, opts, recording
-        self.outputs = {kind: client.subscribe(Image, f'{NAMESPACE}/segmentation/{kind}', history=False)
-                        for kind in OUTPUTS}
-        self.diagnostics_inbox = client.subscribe(DiagnosticArray, '/diagnostics', 10)
+        self.outputs = [client.subscribe(Image, f'{NAMESPACE}/segmentation/{kind}', history=False) for kind in OUTPUTS]
+        self.status = client.subscribe(DiagnosticArray, '/diagnostics', 10)
         self.class_info = client.subscribe(String, f'{NAMESPACE}/segmentation/class_info', LATCHED_QOS)
         self.publisher = client.publisher(Image, IMAGE_TOPIC)
         self.inputs: dict[int, tuple[int, np.ndarray]] = {}  # stamp -> (index, BGR) of frames not yet answered
         self.sent = 0
-        if not client.wait_on(lambda: client.peers_ready(self.publisher, list(self.outputs.values())), opts.wait_s):
+        if not client.wait_on(lambda: client.peers_ready(self.publisher, self.outputs), opts.wait_s):
             msg = f'rtformer_node did not subscribe {IMAGE_TOPIC} within {opts.wait_s:g} s'
             raise DemoError(msg)
 
-    def _message(self, stamp: int, bgr: np.ndarray) -> Any:
+    @staticmethod
+    def _message(stamp: int, bgr: np.ndarray) -> Any:
         from std_msgs.msg import Header
 
         from rtformer_ros.image.codec import image_message
         from rtformer_ros.ros.client import stamp_msg
 
-        return image_message(Header(stamp=stamp_msg(stamp), frame_id=FRAME_ID), bgr, 'bgr8')
+        return image_message(Header(stamp=stamp_msg(stamp), frame_id='camera'), bgr, 'bgr8')
 
     def warm_up(self, bgr: np.ndarray) -> dict[str, Any]:
         """Send ``bgr`` under a stamp outside the video's until all outputs come back; the node's class_info.
@@ -145,14 +142,12 @@ class _Session:
         and the first, slow inference.
         """
         from rtformer_ros.ros.client import ClientError
-        from rtformer_ros.util import stamp_ns
 
         stamp = stamp_ns(self.client.next_stamp())
-        if not self.client.lockstep(self.publisher, stamp, self._message(stamp, bgr), list(self.outputs.values()),
-                                    self.opts.wait_s):
+        if not self.client.lockstep(self.publisher, stamp, self._message(stamp, bgr), self.outputs, self.opts.wait_s):
             msg = f'rtformer_node did not answer a first frame within {self.opts.wait_s:g} s'
             raise DemoError(msg)
-        for inbox in self.outputs.values():
+        for inbox in self.outputs:
             inbox.take([stamp])
         try:
             return json.loads(self.class_info.wait_for(timeout=self.opts.wait_s).data)
@@ -160,30 +155,28 @@ class _Session:
             msg = f'no class_info from rtformer_node within {self.opts.wait_s:g} s'
             raise DemoError(msg) from None
 
-    def _frames(self, *parts: Any) -> Iterator[tuple[float, int, Any]]:
-        first = None
-        for part in parts:
-            for index, stamp, bgr in part:
+    def feed(self, frames: Iterable[tuple[int, int, np.ndarray]], bar: Any) -> None:
+        """Send every frame (lockstep, or at the video's rate) and record the answers."""
+        def stamped() -> Iterator[tuple[float, int, Any]]:  # (due s, stamp, message); inputs kept for _drain
+            first = None
+            for index, stamp, bgr in frames:
                 first = stamp if first is None else first
                 self.inputs[stamp] = (index, bgr)
                 self.sent += 1
                 yield (stamp - first) / 1e9, stamp, self._message(stamp, bgr)
 
-    def feed(self, *parts: Any, bar: Any) -> None:
-        """Send every frame (lockstep, or at the video's rate) and record the answers."""
-        inboxes = list(self.outputs.values())
         if self.opts.realtime:
             last = None
-            for stamp, _ in self.client.timed(self.publisher, self._frames(*parts)):
+            for stamp, _ in self.client.timed(self.publisher, stamped()):
                 last = stamp
                 self._drain(bar)
             if last is not None:  # the last frame is never replaced: the node serves it
-                self.client.wait([last], inboxes, self.opts.timeout_s)
+                self.client.wait([last], self.outputs, self.opts.timeout_s)
         else:
-            for _, stamp, msg in self._frames(*parts):
-                if not self.client.lockstep(self.publisher, stamp, msg, inboxes, self.opts.timeout_s):
-                    index, _ = self.inputs.pop(stamp)
-                    bar.write(f'rtformer demo: frame {index}: no outputs within {self.opts.timeout_s:g} s')
+            for _, stamp, msg in stamped():
+                if not self.client.lockstep(self.publisher, stamp, msg, self.outputs, self.opts.timeout_s):
+                    bar.write(f'rtformer demo: frame {self.inputs.pop(stamp)[0]}: no outputs within '
+                              f'{self.opts.timeout_s:g} s')
                 self._drain(bar)
         self._drain(bar)
 
@@ -192,17 +185,17 @@ class _Session:
         from rtformer_ros.image.codec import decode_image, decode_labels
 
         with self.client.changed:
-            done = sorted(s for s in self.inputs if all(inbox.answered(s) for inbox in self.outputs.values()))
+            done = sorted(s for s in self.inputs if all(inbox.answered(s) for inbox in self.outputs))
         for stamp in done:
             dropped = [s for s in self.inputs if s < stamp]
-            for inbox in self.outputs.values():
+            for inbox in self.outputs:
                 inbox.take(dropped)
             for s in dropped:
                 del self.inputs[s]
             index, bgr = self.inputs.pop(stamp)
-            (received, labels), *images = (inbox.take([stamp])[stamp] for inbox in self.outputs.values())
-            self.recording.add(index, bgr, decode_labels(labels), *(decode_image(msg).rgb() for _, msg in images),
-                               latency_ms=(received - self.client.sent[stamp]) / 1e6)
+            (received, labels), (_, color), (_, overlay) = (inbox.take([stamp])[stamp] for inbox in self.outputs)
+            self.recording.add(index, bgr, decode_labels(labels), decode_image(color).rgb(),
+                               decode_image(overlay).rgb(), (received - self.client.sent[stamp]) / 1e6)
             bar.update(1)
 
     def diagnostics(self) -> dict[str, str]:
@@ -213,12 +206,12 @@ class _Session:
         latest: dict[str, str] = {}
 
         def counted() -> bool:
-            for msg in self.diagnostics_inbox.messages[::-1]:
+            for msg in reversed(self.status.messages):
                 values = diagnostic_values(msg, STATUS_NAME)
                 if values is not None and values.get('input_topic') == IMAGE_TOPIC:
                     latest.update(values)
-                    return int(values.get('served', 0)) >= served
-            return False
+                    break
+            return int(latest.get('served', 0)) >= served
 
         self.client.wait_on(counted, 3.0)
         return latest
