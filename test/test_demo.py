@@ -19,7 +19,8 @@ from PIL import Image
 
 from rtformer_ros.classes import get_classes
 from rtformer_ros.cli import main as cli_main
-from rtformer_ros.demo import VTEST_MEMBER, DemoError, extract_from_deb, fetch_vtest
+from rtformer_ros.demo import DemoError
+from rtformer_ros.demo.sources import VTEST_MEMBER, extract_from_deb, fetch_vtest
 
 pytestmark = pytest.mark.ros
 

@@ -1,49 +1,21 @@
-"""``rtformer demo`` (see the package docstring): its options, and the printed summary."""
+"""``rtformer demo`` (see the package docstring): its options, its error, and the printed summary."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 
-from rtformer_ros.demo.errors import DemoError
+from rtformer_ros.errors import RtformerError
 from rtformer_ros.models import PROVIDER_CHOICES
 
-__all__ = ['HELP', 'NAME', 'DemoOptions', 'add_arguments', 'run']
+__all__ = ['HELP', 'NAME', 'DemoError', 'add_arguments', 'run']
 
 NAME = 'demo'
 HELP = 'a street video through the real node: overlay video, GIF, contact sheet, summary in out/demo/'
 
 
-@dataclass(frozen=True)
-class DemoOptions:
-    """The command line as a typed record; see ``rtformer demo --help``.
-
-    Attributes:
-        video: a video file (None: vtest.avi, or ``bag``).
-        bag: a rosbag2 to take frames from instead of a video.
-        image_topic: the bag's camera topic (default: ``/camera/image_raw`` or the only camera topic).
-        model: exported .onnx path or a name in the package's models/ folder (None: the node's default).
-        providers: the node's ``providers`` parameter.
-        out: folder for the files.
-        max_frames: at most this many frames (0: all).
-        realtime: publish at the video's rate instead of lockstep.
-        timeout_s: lockstep: give up on a frame after this long; realtime: wait this long for the last one.
-        wait_s: how long the node may take to start and answer a first frame.
-        progress: tqdm bar (None: only on a terminal).
-    """
-
-    video: Path | None = None
-    bag: Path | None = None
-    image_topic: str | None = None
-    model: str | None = None
-    providers: str = 'auto'
-    out: Path = Path('out/demo')
-    max_frames: int = 0
-    realtime: bool = False
-    timeout_s: float = 20.0
-    wait_s: float = 120.0
-    progress: bool | None = None
+class DemoError(RtformerError, RuntimeError):
+    """The demo cannot run: no video, no model, or the node did not start or answer."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,18 +46,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; print the summary and where the files are."""
+    try:
+        import rclpy  # noqa: F401 - only to fail early, with one line, where ROS 2 is missing
+    except ImportError as err:
+        msg = (f'needs ROS 2 for Python ({err.name} is missing): source your ROS 2 setup.bash, or install '
+               'requirements.txt (ROS 2 wheels)')
+        raise DemoError(msg) from None
     from rtformer_ros.demo.outputs import format_summary
     from rtformer_ros.demo.session import run_demo
 
-    opts = DemoOptions(video=args.video, bag=args.bag, image_topic=args.image_topic, model=args.model,
-                       providers=args.providers, out=args.out, max_frames=args.max_frames, realtime=args.realtime,
-                       timeout_s=args.timeout, wait_s=args.wait, progress=False if args.no_progress else None)
-    if opts.max_frames < 0 or opts.timeout_s <= 0 or opts.wait_s <= 0:
-        msg = (f'--max-frames must be >= 0, --timeout and --wait > 0, got {opts.max_frames}, '
-               f'{opts.timeout_s:g} and {opts.wait_s:g}')
+    if args.max_frames < 0 or args.timeout <= 0 or args.wait <= 0:
+        msg = (f'--max-frames must be >= 0, --timeout and --wait > 0, got {args.max_frames}, {args.timeout:g} '
+               f'and {args.wait:g}')
         raise DemoError(msg)
     try:
-        summary = run_demo(opts)
+        summary = run_demo(args)
     except OSError as err:  # an output folder or cache that cannot be written
         where = f'{err.filename}: ' if err.filename else ''
         raise DemoError(f'{where}{err.strerror or err}') from err

@@ -3,19 +3,20 @@ then the GIF, contact sheet and ``summary.json`` files and the printed summary."
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import cv2
 import numpy as np
+from PIL import Image
 
-from rtformer_ros.demo.errors import DemoError
-
-if TYPE_CHECKING:
-    from rtformer_ros.demo.command import DemoOptions
-    from rtformer_ros.demo.sources import SourceInfo
+from rtformer_ros.demo.command import DemoError
+from rtformer_ros.demo.sources import SourceInfo
+from rtformer_ros.image.render import contact_sheet, thumbnail
 
 __all__ = ['Recording', 'format_summary', 'write_summary']
 
@@ -39,8 +40,9 @@ class Recording:
     sheet: list[tuple[int, list[np.ndarray]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        # Contact-sheet frames spread over the video, first and last included (length unknown: one every 10 s).
         frames, fps = self.info.frames, self.info.fps
+        self.gif_step = max(1, round(fps / GIF_FPS))  # every n-th frame goes into the GIF
+        # Contact-sheet frames spread over the video, first and last included (length unknown: one every 10 s).
         count = min(SHEET_ROWS, frames) if frames > 0 else SHEET_ROWS
         self.sheet_targets = (sorted({round(i * (frames - 1) / max(count - 1, 1)) for i in range(count)})
                               if frames > 0 else [round(i * 10 * fps) for i in range(count)])
@@ -48,10 +50,6 @@ class Recording:
     def add(self, index: int, bgr: np.ndarray, labels: np.ndarray, color: np.ndarray, overlay: np.ndarray,
             latency_ms: float) -> None:
         """Frame ``index`` (its BGR input) and the node's answer (RGB colour mask and overlay)."""
-        import cv2
-
-        from rtformer_ros.image.render import thumbnail
-
         overlay_bgr = cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)
         if self.writer is None:
             path = self.out / 'overlay.mp4'
@@ -66,15 +64,11 @@ class Recording:
         self.last_index = index
         self.histogram += np.bincount(labels.ravel(), minlength=256)
         self.latencies_ms.append(latency_ms)
-        if not self.gif or (index < GIF_SECONDS * self.info.fps and index % self._gif_step == 0):
+        if not self.gif or (index < GIF_SECONDS * self.info.fps and index % self.gif_step == 0):
             self.gif.append(thumbnail(overlay))
         if len(self.sheet) < len(self.sheet_targets) and index >= self.sheet_targets[len(self.sheet)]:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             self.sheet.append((index, [thumbnail(image) for image in (rgb, color, overlay)]))
-
-    @property
-    def _gif_step(self) -> int:
-        return max(1, round(self.info.fps / GIF_FPS))
 
     def close(self) -> None:
         if self.writer is not None:
@@ -90,19 +84,15 @@ def _float(values: dict[str, str], key: str) -> float | None:
     return round(value, 2) if math.isfinite(value) else None
 
 
-def write_summary(opts: DemoOptions, model: Path, recording: Recording, class_info: dict,
+def write_summary(args: argparse.Namespace, model: Path, recording: Recording, class_info: dict,
                   diagnostics: dict[str, str], sent: int, feed_s: float, wall_s: float,
                   node_exit: int) -> dict[str, Any]:
     """Write the GIF, contact sheet and summary.json; the summary."""
-    from PIL import Image
-
-    from rtformer_ros.image.render import contact_sheet
-
-    out, info = opts.out, recording.info
+    out, info = args.out, recording.info
     gif, sheet = out / 'overlay.gif', out / 'contact_sheet.png'
     frames = [Image.fromarray(frame) for frame in recording.gif]
     frames[0].save(gif, save_all=True, append_images=frames[1:], loop=0,
-                   duration=max(20, round(1e3 * recording._gif_step / info.fps)))
+                   duration=max(20, round(1e3 * recording.gif_step / info.fps)))
     histogram = recording.histogram
     names = {c['id']: c['name'] for c in class_info['classes']}
     names.setdefault(int(class_info.get('ignore_index', 255)), 'ignore')
@@ -111,18 +101,13 @@ def write_summary(opts: DemoOptions, model: Path, recording: Recording, class_in
     legend = [c for c in class_info['classes'] if len(class_info['classes']) <= 40 or histogram[c['id']]]
     rows = [(f'frame {index}  ({index / info.fps:.1f} s)', cells) for index, cells in recording.sheet]
     title = f'{model.name}  ({class_info.get("variant")}, {class_info.get("dataset")}) on {provider}'
-    try:
-        Image.fromarray(contact_sheet(rows, ('input', 'colour mask (node)', 'overlay (node)'), title, legend)).save(
-            sheet, format='PNG')
-    except OSError as err:
-        msg = f'{sheet}: cannot write the PNG ({err})'
-        raise DemoError(msg) from None
+    Image.fromarray(contact_sheet(rows, ('input', 'colour mask (node)', 'overlay (node)'), title, legend)).save(sheet)
     latencies = np.asarray(recording.latencies_ms)
     received = len(latencies)
     summary: dict[str, Any] = {
         'source': info.name, 'size': [info.width, info.height], 'video_fps': round(info.fps, 3),
         'model': str(model), 'variant': class_info.get('variant'), 'dataset': class_info.get('dataset'),
-        'provider': provider, 'mode': 'realtime' if opts.realtime else 'lockstep',
+        'provider': provider, 'mode': 'realtime' if args.realtime else 'lockstep',
         'frames_sent': sent, 'frames_received': received, 'frames_missed': sent - received,
         'video_frames_written': recording.written, 'seconds': round(feed_s, 2), 'wall_s': round(wall_s, 2),
         'fps': round(received / feed_s, 2) if feed_s > 0 else None,

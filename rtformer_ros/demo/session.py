@@ -1,8 +1,9 @@
 """One demo run: start ``rtformer_node``, feed it the source through a ``StampedClient`` (lockstep or realtime)
-and record its answers. rclpy, OpenCV and the node's modules are imported when a run starts."""
+and record its answers. Imports rclpy: ``command.run`` loads this module once ROS 2 is known to be there."""
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import os
@@ -13,11 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header, String
 
-from rtformer_ros.demo.command import DemoOptions
-from rtformer_ros.demo.errors import DemoError
+from rtformer_ros.demo.command import DemoError
 from rtformer_ros.demo.outputs import Recording, write_summary
 from rtformer_ros.demo.sources import open_source
+from rtformer_ros.image.codec import decode_image, decode_labels, image_message
+from rtformer_ros.models import ModelNotFoundError, default_model, resolve_model
+from rtformer_ros.ros.client import ClientError, NodeProcess, StampedClient, diagnostic_values, stamp_msg
+from rtformer_ros.ros.qos import LATCHED_QOS
 from rtformer_ros.util import progress, stamp_ns
 
 __all__ = ['run_demo']
@@ -31,8 +38,6 @@ MAX_MISSES = 3  # lockstep: frames in a row without outputs before the demo give
 
 def _resolve_model(model: str | None) -> Path:
     """The model file; None: the node's default (the shipped CamVid model)."""
-    from rtformer_ros.models import ModelNotFoundError, default_model, resolve_model
-
     try:
         return resolve_model(model or default_model()).resolve()
     except ModelNotFoundError as err:
@@ -46,8 +51,10 @@ def _resolve_model(model: str | None) -> Path:
 
 @contextmanager
 def _dds_environment() -> Iterator[dict[str, str]]:
-    """``os.environ`` with Fast DDS's large-data transports (frames over 512 KB, see the package docstring) in the
-    block, where the client's participant is created; yields it for the node process, restores it after."""
+    """``os.environ`` with Fast DDS's large-data transports inside the block (where the client's participant is
+    made), yielded for the node process too, restored after. Frames like vtest.avi's 768x576 bgr8 exceed the
+    default 512 KB shared-memory segment, and best-effort samples that large are lost between processes with the
+    default transports (docs/node.md, "Large frames")."""
     saved = dict(os.environ)
     if os.environ.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp').startswith('rmw_fastrtps'):
         os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
@@ -58,39 +65,33 @@ def _dds_environment() -> Iterator[dict[str, str]]:
         os.environ.update(saved)
 
 
-def run_demo(opts: DemoOptions) -> dict[str, Any]:
+def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     """Run the node on the video and write the files; the summary (also written to ``summary.json``).
 
     Raises:
         DemoError: no video or model, the node fails to start, or no frame comes back.
         ClientError: the node exited, or ``MAX_MISSES`` frames in a row got no outputs.
     """
-    try:
-        import rclpy  # noqa: F401 - only to fail early, with one line, where ROS 2 is missing
-    except ImportError as err:
-        msg = (f'needs ROS 2 for Python ({err.name} is missing): source your ROS 2 setup.bash, or install '
-               'requirements.txt (ROS 2 wheels)')
-        raise DemoError(msg) from None
-    from rtformer_ros.ros.client import NodeProcess, StampedClient
-
-    model = _resolve_model(opts.model)
-    source = open_source(opts.video, opts.bag, opts.image_topic, opts.max_frames)
+    model = _resolve_model(args.model)
+    source = open_source(args.video, args.bag, args.image_topic, args.max_frames)
     info = source.info
-    opts.out.mkdir(parents=True, exist_ok=True)
-    recording = Recording(opts.out, info)
+    args.out.mkdir(parents=True, exist_ok=True)
+    recording = Recording(args.out, info)
     print(f'rtformer demo: {info.name} ({info.width}x{info.height}, {info.fps:g} fps, {info.frames or "?"} frames) -> '
-          f'rtformer_node ({model.name}, providers {opts.providers}) on {IMAGE_TOPIC}', flush=True)
+          f'rtformer_node ({model.name}, providers {args.providers}) on {IMAGE_TOPIC}', flush=True)
     start = time.monotonic()
     try:
-        with _dds_environment() as env, NodeProcess(params={'model': str(model), 'providers': opts.providers},
+        with _dds_environment() as env, NodeProcess(params={'model': str(model), 'providers': args.providers},
                                                     ros_args=['-r', f'__ns:={NAMESPACE}'], env=env) as node:
             with StampedClient('rtformer_demo', node, MAX_MISSES) as client:
-                session = _Session(client, opts, recording)
+                session = _Session(client, args, recording)
                 frames = source.frames()
                 first = next(frames)
                 class_info = session.warm_up(first[2])
                 feed_start = time.monotonic()
-                with progress(total=info.frames or None, desc='demo', unit='frame', enabled=opts.progress) as bar:
+                bar = progress(total=info.frames or None, desc='demo', unit='frame',
+                               enabled=False if args.no_progress else None)
+                with bar:
                     session.feed(itertools.chain([first], frames), bar)
                 feed_s = time.monotonic() - feed_start
                 diagnostics = session.diagnostics()
@@ -101,38 +102,27 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     if not recording.latencies_ms:
         msg = f'rtformer_node answered none of the {session.sent} frames sent'
         raise DemoError(msg)
-    return write_summary(opts, model, recording, class_info, diagnostics, session.sent, feed_s,
+    return write_summary(args, model, recording, class_info, diagnostics, session.sent, feed_s,
                          time.monotonic() - start, node_exit)
 
 
 class _Session:
     """The demo's topics on the client: frames out, answers decoded into the recording (main thread only)."""
 
-    def __init__(self, client: Any, opts: DemoOptions, recording: Recording) -> None:
-        from diagnostic_msgs.msg import DiagnosticArray
-        from sensor_msgs.msg import Image
-        from std_msgs.msg import String
-
-        from rtformer_ros.ros.qos import LATCHED_QOS
-
-        self.client, self.opts, self.recording = client, opts, recording
+    def __init__(self, client: StampedClient, args: argparse.Namespace, recording: Recording) -> None:
+        self.client, self.args, self.recording = client, args, recording
         self.outputs = [client.subscribe(Image, f'{NAMESPACE}/segmentation/{kind}', history=False) for kind in OUTPUTS]
         self.status = client.subscribe(DiagnosticArray, '/diagnostics', 10)
         self.class_info = client.subscribe(String, f'{NAMESPACE}/segmentation/class_info', LATCHED_QOS)
         self.publisher = client.publisher(Image, IMAGE_TOPIC)
         self.inputs: dict[int, tuple[int, np.ndarray]] = {}  # stamp -> (index, BGR) of frames not yet answered
         self.sent = 0
-        if not client.wait_on(lambda: client.peers_ready(self.publisher, self.outputs), opts.wait_s):
-            msg = f'rtformer_node did not subscribe {IMAGE_TOPIC} within {opts.wait_s:g} s'
+        if not client.wait_on(lambda: client.peers_ready(self.publisher, self.outputs), args.wait):
+            msg = f'rtformer_node did not subscribe {IMAGE_TOPIC} within {args.wait:g} s'
             raise DemoError(msg)
 
     @staticmethod
-    def _message(stamp: int, bgr: np.ndarray) -> Any:
-        from std_msgs.msg import Header
-
-        from rtformer_ros.image.codec import image_message
-        from rtformer_ros.ros.client import stamp_msg
-
+    def _message(stamp: int, bgr: np.ndarray) -> Image:
         return image_message(Header(stamp=stamp_msg(stamp), frame_id='camera'), bgr, 'bgr8')
 
     def warm_up(self, bgr: np.ndarray) -> dict[str, Any]:
@@ -141,18 +131,16 @@ class _Session:
         Rides out the node's discovery of our subscriptions (it makes colour and overlay only once it sees them)
         and the first, slow inference.
         """
-        from rtformer_ros.ros.client import ClientError
-
         stamp = stamp_ns(self.client.next_stamp())
-        if not self.client.lockstep(self.publisher, stamp, self._message(stamp, bgr), self.outputs, self.opts.wait_s):
-            msg = f'rtformer_node did not answer a first frame within {self.opts.wait_s:g} s'
+        if not self.client.lockstep(self.publisher, stamp, self._message(stamp, bgr), self.outputs, self.args.wait):
+            msg = f'rtformer_node did not answer a first frame within {self.args.wait:g} s'
             raise DemoError(msg)
         for inbox in self.outputs:
             inbox.take([stamp])
         try:
-            return json.loads(self.class_info.wait_for(timeout=self.opts.wait_s).data)
+            return json.loads(self.class_info.wait_for(timeout=self.args.wait).data)
         except ClientError:
-            msg = f'no class_info from rtformer_node within {self.opts.wait_s:g} s'
+            msg = f'no class_info from rtformer_node within {self.args.wait:g} s'
             raise DemoError(msg) from None
 
     def feed(self, frames: Iterable[tuple[int, int, np.ndarray]], bar: Any) -> None:
@@ -165,25 +153,23 @@ class _Session:
                 self.sent += 1
                 yield (stamp - first) / 1e9, stamp, self._message(stamp, bgr)
 
-        if self.opts.realtime:
+        if self.args.realtime:
             last = None
             for stamp, _ in self.client.timed(self.publisher, stamped()):
                 last = stamp
                 self._drain(bar)
             if last is not None:  # the last frame is never replaced: the node serves it
-                self.client.wait([last], self.outputs, self.opts.timeout_s)
+                self.client.wait([last], self.outputs, self.args.timeout)
         else:
             for _, stamp, msg in stamped():
-                if not self.client.lockstep(self.publisher, stamp, msg, self.outputs, self.opts.timeout_s):
+                if not self.client.lockstep(self.publisher, stamp, msg, self.outputs, self.args.timeout):
                     bar.write(f'rtformer demo: frame {self.inputs.pop(stamp)[0]}: no outputs within '
-                              f'{self.opts.timeout_s:g} s')
+                              f'{self.args.timeout:g} s')
                 self._drain(bar)
         self._drain(bar)
 
     def _drain(self, bar: Any) -> None:
         """Record the frames whose outputs are all in, oldest first; forget older ones (the node dropped them)."""
-        from rtformer_ros.image.codec import decode_image, decode_labels
-
         with self.client.changed:
             done = sorted(s for s in self.inputs if all(inbox.answered(s) for inbox in self.outputs))
         for stamp in done:
@@ -200,8 +186,6 @@ class _Session:
 
     def diagnostics(self) -> dict[str, str]:
         """The node's last status of our camera, once it counts every frame served for the demo (or after 3 s)."""
-        from rtformer_ros.ros.client import diagnostic_values
-
         served = 1 + len(self.recording.latencies_ms)  # the warm-up frame too
         latest: dict[str, str] = {}
 

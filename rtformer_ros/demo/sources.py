@@ -1,21 +1,34 @@
-"""What the demo feeds the node: a video file (OpenCV) or a rosbag2's camera topic, as stamped BGR frames."""
+"""What the demo feeds the node: a video file (OpenCV) or a rosbag2's camera topic, as stamped BGR frames; and
+the default video, OpenCV's ``vtest.avi``, taken out of Debian's ``opencv-doc`` (``apt-get download`` needs no
+root) and cached in ``~/.cache/rtformer_ros/``."""
 
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
 import sys
+import tarfile
+import tempfile
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 
-from rtformer_ros.demo.errors import DemoError
+from rtformer_ros.bags.errors import BagError
+from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE, BagReader, header_stamp_ns
+from rtformer_ros.demo.command import DemoError
+from rtformer_ros.image.codec import CodecError, decode_compressed, decode_image
+from rtformer_ros.util import cache_dir
 
-__all__ = ['SourceInfo', 'open_source']
+__all__ = ['VTEST_MEMBER', 'VTEST_PACKAGE', 'SourceInfo', 'extract_from_deb', 'fetch_vtest', 'open_source']
 
 DEFAULT_FPS = 30.0  # a video that declares no frame rate
+VTEST_PACKAGE = 'opencv-doc'
+VTEST_MEMBER = './usr/share/doc/opencv-doc/examples/data/vtest.avi'
 
 
 class SourceInfo(NamedTuple):
@@ -32,8 +45,6 @@ class _Video:
     """A video file read by OpenCV; stamps are the frame times on the video's timeline (index / fps)."""
 
     def __init__(self, path: Path, max_frames: int) -> None:
-        import cv2
-
         if not path.is_file():
             msg = f'{path}: no such video file'
             raise DemoError(msg)
@@ -68,9 +79,6 @@ class _Bag:
     """A rosbag2's camera topic (Image in any encoding the bag tools decode, or CompressedImage); its stamps."""
 
     def __init__(self, path: Path, topic: str | None, max_frames: int) -> None:
-        from rtformer_ros.bags.errors import BagError
-        from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE, BagReader, header_stamp_ns
-
         self._reader = BagReader(path)
         try:
             self._reader.open()
@@ -94,10 +102,6 @@ class _Bag:
 
     def frames(self) -> Iterator[tuple[int, int, np.ndarray]]:
         """(index, header stamp ns, BGR) of each frame."""
-        from rtformer_ros.bags.errors import BagError
-        from rtformer_ros.bags.reader import header_stamp_ns
-        from rtformer_ros.image.codec import CodecError, decode_compressed, decode_image
-
         for index, (_, _, raw) in enumerate(islice(self._reader.messages([self.topic]), self._limit)):
             try:
                 msg = self._reader.deserialize(raw, self.topic)
@@ -114,8 +118,6 @@ class _Bag:
 
 def _pick_image_topic(topics: dict[str, str], path: Path) -> str:
     """``/camera/image_raw`` (or its compressed twin) if there, else the one camera-like topic of the bag."""
-    from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE
-
     for preferred in ('/camera/image_raw', '/camera/image_raw/compressed'):
         if preferred in topics:
             return preferred
@@ -133,8 +135,6 @@ def open_source(video: Path | None, bag: Path | None, topic: str | None, max_fra
     Raises:
         DemoError: both or neither readable, or no default video to be had.
     """
-    from rtformer_ros.demo.video import fetch_vtest
-
     if video is not None and bag is not None:
         msg = 'pass either --video or --bag, not both'
         raise DemoError(msg)
@@ -147,3 +147,76 @@ def open_source(video: Path | None, bag: Path | None, topic: str | None, max_fra
             msg = f'no demo video: {err}; pass --video FILE (any video OpenCV reads) or --bag BAG'
             raise DemoError(msg) from None
     return _Video(video, max_frames)
+
+
+def extract_from_deb(deb: Path, member: str, dest: Path) -> Path:
+    """Copy ``member`` (``./usr/...`` or ``usr/...``) out of package ``deb`` (``dpkg-deb --fsys-tarfile``, read as a
+    tar stream) to ``dest``, through a temporary name so a broken run leaves nothing behind.
+
+    Raises:
+        DemoError: dpkg-deb is missing or fails, or the package has no such file.
+    """
+    wanted = member.removeprefix('./')
+    partial = dest.with_name(dest.name + '.part')
+    try:
+        proc = subprocess.Popen(['dpkg-deb', '--fsys-tarfile', str(deb)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+    except OSError as err:
+        msg = f'{deb}: cannot run dpkg-deb ({err.strerror})'
+        raise DemoError(msg) from None
+    found = False
+    try:
+        assert proc.stdout is not None
+        with tarfile.open(fileobj=proc.stdout, mode='r|') as tar:
+            for info in tar:
+                if info.isfile() and info.name.removeprefix('./') == wanted:
+                    source = tar.extractfile(info)
+                    assert source is not None
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with partial.open('wb') as out:
+                        shutil.copyfileobj(source, out)
+                    found = True
+                    break
+    except tarfile.TarError as err:
+        partial.unlink(missing_ok=True)
+        msg = f'{deb}: not a readable Debian package ({err})'
+        raise DemoError(msg) from None
+    finally:
+        proc.stdout.close()  # type: ignore[union-attr]
+        error = proc.stderr.read().decode(errors='replace').strip() if proc.stderr else ''
+        code = proc.wait()
+    if not found:
+        reason = error.splitlines()[-1] if code and error else f'no file {member} in it'
+        msg = f'{deb}: {reason}'
+        raise DemoError(msg)
+    partial.replace(dest)
+    return dest
+
+
+def fetch_vtest(cache: Path | None = None, package: str = VTEST_PACKAGE) -> Path:
+    """``vtest.avi`` in the cache, downloaded (``apt-get download``) and extracted on first use; only the video is
+    kept, not the ~96 MB package.
+
+    Raises:
+        DemoError: apt-get or dpkg-deb is missing, the download fails (no package lists, no network), or the
+            package does not hold the file.
+    """
+    cache = cache or cache_dir()
+    video = cache / Path(VTEST_MEMBER).name
+    if video.is_file():
+        return video
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix='download-', dir=cache) as tmp:
+        print(f'rtformer demo: downloading {package} (Debian package, ~96 MB) for {video.name} ...', flush=True)
+        try:
+            result = subprocess.run(['apt-get', 'download', package], cwd=tmp, capture_output=True, text=True,
+                                    timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            msg = f'apt-get download {package} failed ({getattr(err, "strerror", None) or err})'
+            raise DemoError(msg) from None
+        debs = sorted(Path(tmp).glob('*.deb'))
+        if result.returncode != 0 or not debs:
+            lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+            msg = f'apt-get download {package} failed ({lines[-1].strip() if lines else "no .deb"})'
+            raise DemoError(msg)
+        return extract_from_deb(debs[0], VTEST_MEMBER, video)
