@@ -38,7 +38,7 @@ from std_msgs.msg import Header
 
 from rtformer_ros.engine import SegmentationEngine
 from rtformer_ros.image.codec import decode_image, image_message
-from rtformer_ros.ros.client import ClientError, Inbox, NodeProcess, StampedClient, diagnostic_values
+from rtformer_ros.ros.client import ClientError, Inbox, NodeProcess, StampedClient, diagnostic_values, large_frames
 from rtformer_ros.util import hw_arg, stamp_ns
 
 REPO = Path(__file__).resolve().parents[1]
@@ -319,12 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--soak-size', type=hw_arg(), default=(120, 160))
     parser.add_argument('--json', type=Path, default=REPO / 'out' / 'node_bench.json')
     args = parser.parse_args(argv)
-    # Fast DDS's default transports lose best-effort samples above its 512 KB shared-memory segment (a 1024x2048
-    # rgb8 frame never arrives); LARGE_DATA (recent Fast DDS) is what a camera driver should run with. Set
-    # before the probe's participant exists; the node inherits it.
-    os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
-
-    with tempfile.TemporaryDirectory(prefix='node_bench_') as scratch:
+    # A 1024x2048 rgb8 frame needs Fast DDS's large-data transports; the node inherits them.
+    with large_frames(), tempfile.TemporaryDirectory(prefix='node_bench_') as scratch:
         tiny = _tiny_model(Path(scratch))
         model = args.model or (DEFAULT_MODEL if DEFAULT_MODEL.is_file() else tiny)
         results: dict[str, object] = {'hardware': _hardware(), 'model': str(model), 'argv': sys.argv[1:]}

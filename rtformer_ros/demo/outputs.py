@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from rtformer_ros.demo.command import DemoError
-from rtformer_ros.demo.sources import SourceInfo
+from rtformer_ros.demo.sources import Source
 from rtformer_ros.image.render import contact_sheet, thumbnail
 
 __all__ = ['Recording', 'format_summary', 'write_summary']
@@ -30,7 +30,7 @@ class Recording:
     """The answers as they arrive (main thread): video frames, GIF frames, contact-sheet rows, statistics."""
 
     out: Path
-    info: SourceInfo
+    info: Source
     writer: Any = None
     written: int = 0  # video frames written (realtime: dropped frames repeat the previous one)
     last_index: int = -1

@@ -6,10 +6,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from rtformer_ros.demo.outputs import Recording, write_summary
 from rtformer_ros.demo.sources import open_source
 from rtformer_ros.image.codec import decode_image, decode_labels, image_message
 from rtformer_ros.models import ModelNotFoundError, default_model, resolve_model
-from rtformer_ros.ros.client import ClientError, NodeProcess, StampedClient, diagnostic_values, stamp_msg
+from rtformer_ros.ros.client import ClientError, NodeProcess, StampedClient, diagnostic_values, large_frames, stamp_msg
 from rtformer_ros.ros.qos import LATCHED_QOS
 from rtformer_ros.util import progress, stamp_ns
 
@@ -49,22 +47,6 @@ def _resolve_model(model: str | None) -> Path:
         raise DemoError(msg) from None
 
 
-@contextmanager
-def _dds_environment() -> Iterator[dict[str, str]]:
-    """``os.environ`` with Fast DDS's large-data transports inside the block (where the client's participant is
-    made), yielded for the node process too, restored after. Frames like vtest.avi's 768x576 bgr8 exceed the
-    default 512 KB shared-memory segment, and best-effort samples that large are lost between processes with the
-    default transports (docs/node.md, "Large frames")."""
-    saved = dict(os.environ)
-    if os.environ.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp').startswith('rmw_fastrtps'):
-        os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
-    try:
-        yield dict(os.environ)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     """Run the node on the video and write the files; the summary (also written to ``summary.json``).
 
@@ -74,25 +56,24 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     """
     model = _resolve_model(args.model)
     source = open_source(args.video, args.bag, args.image_topic, args.max_frames)
-    info = source.info
     args.out.mkdir(parents=True, exist_ok=True)
-    recording = Recording(args.out, info)
-    print(f'rtformer demo: {info.name} ({info.width}x{info.height}, {info.fps:g} fps, {info.frames or "?"} frames) -> '
-          f'rtformer_node ({model.name}, providers {args.providers}) on {IMAGE_TOPIC}', flush=True)
+    recording = Recording(args.out, source)
+    print(f'rtformer demo: {source.name} ({source.width}x{source.height}, {source.fps:g} fps, '
+          f'{source.frames or "?"} frames) -> rtformer_node ({model.name}, providers {args.providers}) on '
+          f'{IMAGE_TOPIC}', flush=True)
     start = time.monotonic()
     try:
-        with _dds_environment() as env, NodeProcess(params={'model': str(model), 'providers': args.providers},
-                                                    ros_args=['-r', f'__ns:={NAMESPACE}'], env=env) as node:
+        with large_frames(), NodeProcess(params={'model': str(model), 'providers': args.providers},
+                                         ros_args=['-r', f'__ns:={NAMESPACE}']) as node:
             with StampedClient('rtformer_demo', node, MAX_MISSES) as client:
                 session = _Session(client, args, recording)
-                frames = source.frames()
-                first = next(frames)
+                first = next(source.feed)
                 class_info = session.warm_up(first[2])
                 feed_start = time.monotonic()
-                bar = progress(total=info.frames or None, desc='demo', unit='frame',
+                bar = progress(total=source.frames or None, desc='demo', unit='frame',
                                enabled=False if args.no_progress else None)
                 with bar:
-                    session.feed(itertools.chain([first], frames), bar)
+                    session.feed(itertools.chain([first], source.feed), bar)
                 feed_s = time.monotonic() - feed_start
                 diagnostics = session.diagnostics()
             node_exit = node.stop()
@@ -186,16 +167,10 @@ class _Session:
 
     def diagnostics(self) -> dict[str, str]:
         """The node's last status of our camera, once it counts every frame served for the demo (or after 3 s)."""
+        def latest() -> dict[str, str]:
+            found = (diagnostic_values(msg, STATUS_NAME) for msg in reversed(self.status.messages))
+            return next((values for values in found if values is not None), {})
+
         served = 1 + len(self.recording.latencies_ms)  # the warm-up frame too
-        latest: dict[str, str] = {}
-
-        def counted() -> bool:
-            for msg in reversed(self.status.messages):
-                values = diagnostic_values(msg, STATUS_NAME)
-                if values is not None and values.get('input_topic') == IMAGE_TOPIC:
-                    latest.update(values)
-                    break
-            return int(latest.get('served', 0)) >= served
-
-        self.client.wait_on(counted, 3.0)
-        return latest
+        self.client.wait_on(lambda: int(latest().get('served', 0)) >= served, 3.0)
+        return latest()

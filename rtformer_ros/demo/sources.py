@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import NamedTuple
@@ -24,96 +24,88 @@ from rtformer_ros.demo.command import DemoError
 from rtformer_ros.image.codec import CodecError, decode_compressed, decode_image
 from rtformer_ros.util import cache_dir
 
-__all__ = ['VTEST_MEMBER', 'VTEST_PACKAGE', 'SourceInfo', 'extract_from_deb', 'fetch_vtest', 'open_source']
+__all__ = ['VTEST_MEMBER', 'VTEST_PACKAGE', 'Source', 'extract_from_deb', 'fetch_vtest', 'open_source']
 
 DEFAULT_FPS = 30.0  # a video that declares no frame rate
 VTEST_PACKAGE = 'opencv-doc'
 VTEST_MEMBER = './usr/share/doc/opencv-doc/examples/data/vtest.avi'
 
 
-class SourceInfo(NamedTuple):
-    """What is fed to the node."""
+class Source(NamedTuple):
+    """What is fed to the node: ``feed`` yields (index, stamp ns, BGR) per frame; ``close`` releases the file."""
 
     name: str  # file, or bag:topic
     width: int
     height: int
     fps: float
     frames: int  # frames that will be sent (after --max-frames); 0: unknown
+    feed: Iterator[tuple[int, int, np.ndarray]]
+    close: Callable[[], None]
 
 
-class _Video:
+def _video(path: Path, max_frames: int) -> Source:
     """A video file read by OpenCV; stamps are the frame times on the video's timeline (index / fps)."""
+    if not path.is_file():
+        msg = f'{path}: no such video file'
+        raise DemoError(msg)
+    capture = cv2.VideoCapture(str(path))
+    ok, first = capture.read() if capture.isOpened() else (False, None)
+    if not ok:
+        capture.release()
+        msg = f'{path}: OpenCV cannot read a frame of it (not a video, or an unsupported codec)'
+        raise DemoError(msg)
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+    fps = fps if math.isfinite(fps) and fps > 0 else DEFAULT_FPS
+    count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))  # 0: the container does not say
+    limit = max_frames if max_frames > 0 else sys.maxsize
 
-    def __init__(self, path: Path, max_frames: int) -> None:
-        if not path.is_file():
-            msg = f'{path}: no such video file'
-            raise DemoError(msg)
-        self._capture = cv2.VideoCapture(str(path))
-        ok, self._first = self._capture.read() if self._capture.isOpened() else (False, None)
-        if not ok:
-            self._capture.release()
-            msg = f'{path}: OpenCV cannot read a frame of it (not a video, or an unsupported codec)'
-            raise DemoError(msg)
-        fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
-        self._fps = fps if math.isfinite(fps) and fps > 0 else DEFAULT_FPS
-        count = max(0, int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))  # 0: the container does not say
-        self._limit = max_frames if max_frames > 0 else sys.maxsize
-        frames = min(count, self._limit) if count else max_frames
-        self.info = SourceInfo(str(path), self._first.shape[1], self._first.shape[0], self._fps, frames)
-
-    def frames(self) -> Iterator[tuple[int, int, np.ndarray]]:
-        """(index, stamp ns, BGR) of each frame."""
-        frame, index = self._first, 0
-        while index < self._limit:
-            yield index, round(index * 1e9 / self._fps), frame
+    def feed() -> Iterator[tuple[int, int, np.ndarray]]:
+        frame, index = first, 0
+        while index < limit:
+            yield index, round(index * 1e9 / fps), frame
             index += 1
-            ok, frame = self._capture.read()
+            ok, frame = capture.read()
             if not ok:
-                break
+                return
 
-    def close(self) -> None:
-        self._capture.release()
+    return Source(str(path), first.shape[1], first.shape[0], fps, min(count, limit) if count else max_frames,
+                  feed(), capture.release)
 
 
-class _Bag:
+def _bag(path: Path, topic: str | None, max_frames: int) -> Source:
     """A rosbag2's camera topic (Image in any encoding the bag tools decode, or CompressedImage); its stamps."""
+    reader = BagReader(path)
 
-    def __init__(self, path: Path, topic: str | None, max_frames: int) -> None:
-        self._reader = BagReader(path)
-        try:
-            self._reader.open()
-            self.topic = topic or _pick_image_topic(self._reader.topics, path)
-            self._reader.require(self.topic, (IMAGE, COMPRESSED_IMAGE))
-            count = self._reader.message_count(self.topic)
-            self._limit = min(count, max_frames) if max_frames > 0 else count
-            # Frame rate (for --realtime and the video file) from the stamps of the first few frames.
-            stamps = [header_stamp_ns(raw) for _, _, raw in islice(self._reader.messages([self.topic]), 30)]
-            first = next(self.frames())[2]
-        except DemoError:  # several cameras to choose from, or a first frame that does not decode
-            self._reader.close()
-            raise
-        except (BagError, StopIteration) as err:
-            self._reader.close()
-            msg = f'{path}: {err}' if isinstance(err, BagError) else f'{path}: no frames on {self.topic}'
-            raise DemoError(msg) from None
-        steps = sorted(b - a for a, b in zip(stamps, stamps[1:], strict=False) if b > a)
-        fps = 1e9 / steps[len(steps) // 2] if steps else DEFAULT_FPS
-        self.info = SourceInfo(f'{path}:{self.topic}', first.shape[1], first.shape[0], fps, self._limit)
-
-    def frames(self) -> Iterator[tuple[int, int, np.ndarray]]:
-        """(index, header stamp ns, BGR) of each frame."""
-        for index, (_, _, raw) in enumerate(islice(self._reader.messages([self.topic]), self._limit)):
+    def feed() -> Iterator[tuple[int, int, np.ndarray]]:  # of ``topic`` and ``limit`` as set below
+        for index, (_, _, raw) in enumerate(islice(reader.messages([topic]), limit)):
             try:
-                msg = self._reader.deserialize(raw, self.topic)
+                msg = reader.deserialize(raw, topic)
                 decoded = decode_compressed(msg) if hasattr(msg, 'format') else decode_image(msg)
             except (BagError, CodecError) as err:
-                text = f'{self._reader.path}: {self.topic}: {err}'
+                text = f'{path}: {topic}: {err}'
                 raise DemoError(text) from None
             bgr = decoded.image if decoded.color_order == 'bgr' else np.ascontiguousarray(decoded.image[:, :, ::-1])
             yield index, header_stamp_ns(raw), bgr
 
-    def close(self) -> None:
-        self._reader.close()
+    try:
+        reader.open()
+        topic = topic or _pick_image_topic(reader.topics, path)
+        reader.require(topic, (IMAGE, COMPRESSED_IMAGE))
+        count = reader.message_count(topic)
+        limit = min(count, max_frames) if max_frames > 0 else count
+        # Frame rate (for --realtime and the video file) from the stamps of the first few frames.
+        stamps = [header_stamp_ns(raw) for _, _, raw in islice(reader.messages([topic]), 30)]
+        first = next(feed())[2]
+    except DemoError:  # several cameras to choose from, or a first frame that does not decode
+        reader.close()
+        raise
+    except (BagError, StopIteration) as err:
+        reader.close()
+        msg = f'{path}: {err}' if isinstance(err, BagError) else f'{path}: no frames on {topic}'
+        raise DemoError(msg) from None
+    steps = sorted(b - a for a, b in zip(stamps, stamps[1:], strict=False) if b > a)
+    fps = 1e9 / steps[len(steps) // 2] if steps else DEFAULT_FPS
+    return Source(f'{path}:{topic}', first.shape[1], first.shape[0], fps, limit, feed(), reader.close)
 
 
 def _pick_image_topic(topics: dict[str, str], path: Path) -> str:
@@ -129,7 +121,7 @@ def _pick_image_topic(topics: dict[str, str], path: Path) -> str:
     raise DemoError(msg)
 
 
-def open_source(video: Path | None, bag: Path | None, topic: str | None, max_frames: int) -> _Video | _Bag:
+def open_source(video: Path | None, bag: Path | None, topic: str | None, max_frames: int) -> Source:
     """The video, the bag's camera topic, or vtest.avi (fetched on first use).
 
     Raises:
@@ -139,14 +131,14 @@ def open_source(video: Path | None, bag: Path | None, topic: str | None, max_fra
         msg = 'pass either --video or --bag, not both'
         raise DemoError(msg)
     if bag is not None:
-        return _Bag(bag, topic, max_frames)
+        return _bag(bag, topic, max_frames)
     if video is None:
         try:
             video = fetch_vtest()
         except DemoError as err:
             msg = f'no demo video: {err}; pass --video FILE (any video OpenCV reads) or --bag BAG'
             raise DemoError(msg) from None
-    return _Video(video, max_frames)
+    return _video(video, max_frames)
 
 
 def extract_from_deb(deb: Path, member: str, dest: Path) -> Path:

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -42,7 +43,7 @@ from rtformer_ros.errors import RtformerError
 from rtformer_ros.util import split_ns, stamp_ns
 
 __all__ = ['FRAME_QOS', 'OUTPUT_QOS', 'RESEND_S', 'ClientError', 'Inbox', 'NodeProcess', 'StampedClient',
-           'diagnostic_values', 'stamp_msg']
+           'diagnostic_values', 'large_frames', 'stamp_msg']
 
 M = TypeVar('M')
 
@@ -59,6 +60,25 @@ OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=
                         durability=DurabilityPolicy.VOLATILE)
 """Outputs in: reliable, like the node's publishers; deep so that a burst never overwrites an answer before the
 executor thread took it (callbacks only keep a reference, so the queue stays short in practice)."""
+
+
+@contextmanager
+def large_frames() -> Iterator[None]:
+    """Fast DDS's large-data transports in ``os.environ`` inside the block (unless a transport is chosen already).
+
+    Fast DDS's default transports lose best-effort samples above its 512 KB shared-memory segment between processes
+    (a 768x576 bgr8 frame never arrives; docs/node.md, "Large frames"); LARGE_DATA is what a camera driver should
+    run with. DDS reads it when a participant is created: start the client, and a ``NodeProcess`` that inherits the
+    environment, inside the block. The environment is restored after.
+    """
+    saved = dict(os.environ)
+    if os.environ.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp').startswith('rmw_fastrtps'):
+        os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 class ClientError(RtformerError, RuntimeError):
