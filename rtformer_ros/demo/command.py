@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = run_demo(args)
     except OSError as err:  # an output folder or cache that cannot be written
-        where = f'{err.filename}: ' if err.filename else ''
-        raise DemoError(f'{where}{err.strerror or err}') from err
+        msg = f'{err.filename}: {err.strerror or err}' if err.filename else str(err.strerror or err)
+        raise DemoError(msg) from err
     print(format_summary(summary))
     return 0

@@ -23,6 +23,8 @@ __all__ = ['Recording', 'format_summary', 'write_summary']
 GIF_SECONDS = 6.0  # video time covered by the GIF
 GIF_FPS = 8.0  # at most this many GIF frames per second of video
 SHEET_ROWS = 4
+NODE_TIMES = {'latency_ms_p50': 'latency_ms_p50', 'latency_ms_p95': 'latency_ms_p95', 'engine_ms_p50': 'infer_ms_p50',
+              'decode_ms_p50': 'decode_ms_p50', 'extras_ms_p50': 'extras_ms_p50'}  # summary key -> diagnostics key
 
 
 @dataclass
@@ -30,7 +32,7 @@ class Recording:
     """The answers as they arrive (main thread): video frames, GIF frames, contact-sheet rows, statistics."""
 
     out: Path
-    info: Source
+    source: Source
     writer: Any = None
     written: int = 0  # video frames written (realtime: dropped frames repeat the previous one)
     last_index: int = -1
@@ -40,7 +42,7 @@ class Recording:
     sheet: list[tuple[int, list[np.ndarray]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        frames, fps = self.info.frames, self.info.fps
+        frames, fps = self.source.frames, self.source.fps
         self.gif_step = max(1, round(fps / GIF_FPS))  # every n-th frame goes into the GIF
         # Contact-sheet frames spread over the video, first and last included (length unknown: one every 10 s).
         count = min(SHEET_ROWS, frames) if frames > 0 else SHEET_ROWS
@@ -53,7 +55,7 @@ class Recording:
         overlay_bgr = cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)
         if self.writer is None:
             path = self.out / 'overlay.mp4'
-            self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), self.info.fps,
+            self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), self.source.fps,
                                           (overlay_bgr.shape[1], overlay_bgr.shape[0]))
             if not self.writer.isOpened():
                 msg = f'{path}: OpenCV cannot write an mp4v video here'
@@ -64,7 +66,7 @@ class Recording:
         self.last_index = index
         self.histogram += np.bincount(labels.ravel(), minlength=256)
         self.latencies_ms.append(latency_ms)
-        if not self.gif or (index < GIF_SECONDS * self.info.fps and index % self.gif_step == 0):
+        if not self.gif or (index < GIF_SECONDS * self.source.fps and index % self.gif_step == 0):
             self.gif.append(thumbnail(overlay))
         if len(self.sheet) < len(self.sheet_targets) and index >= self.sheet_targets[len(self.sheet)]:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -88,7 +90,7 @@ def write_summary(args: argparse.Namespace, model: Path, recording: Recording, c
                   diagnostics: dict[str, str], sent: int, feed_s: float, wall_s: float,
                   node_exit: int) -> dict[str, Any]:
     """Write the GIF, contact sheet and summary.json; the summary."""
-    out, info = args.out, recording.info
+    out, info = args.out, recording.source
     gif, sheet = out / 'overlay.gif', out / 'contact_sheet.png'
     frames = [Image.fromarray(frame) for frame in recording.gif]
     frames[0].save(gif, save_all=True, append_images=frames[1:], loop=0,
@@ -114,11 +116,7 @@ def write_summary(args: argparse.Namespace, model: Path, recording: Recording, c
         'latency_ms': {'p50': round(float(np.percentile(latencies, 50)), 2),
                        'p95': round(float(np.percentile(latencies, 95)), 2),
                        'what': 'publish -> labels received, measured by the demo'},
-        'node': {'latency_ms_p50': _float(diagnostics, 'latency_ms_p50'),
-                 'latency_ms_p95': _float(diagnostics, 'latency_ms_p95'),
-                 'engine_ms_p50': _float(diagnostics, 'infer_ms_p50'),
-                 'decode_ms_p50': _float(diagnostics, 'decode_ms_p50'),
-                 'extras_ms_p50': _float(diagnostics, 'extras_ms_p50'),
+        'node': {**{name: _float(diagnostics, key) for name, key in NODE_TIMES.items()},
                  'served': int(diagnostics.get('served', 0)),
                  'dropped_stale': int(diagnostics.get('dropped_stale', 0)),
                  'what': 'from /diagnostics, last 300 frames (warm-up frame included)',

@@ -36,12 +36,13 @@ MAX_MISSES = 3  # lockstep: frames in a row without outputs before the demo give
 
 def _resolve_model(model: str | None) -> Path:
     """The model file; None: the node's default (the shipped CamVid model)."""
+    model = model or default_model()
     try:
-        return resolve_model(model or default_model()).resolve()
+        return resolve_model(model).resolve()
     except ModelNotFoundError as err:
-        if model is None or model == default_model():
-            msg = (f'model {default_model()} is not installed ({err}); pass --model FILE.onnx '
-                   f'(e.g. from: rtformer export CKPT -o FILE.onnx --size 360x480)')
+        if model == default_model():
+            msg = (f'model {model} is not installed ({err}); pass --model FILE.onnx (e.g. from: rtformer export '
+                   'CKPT -o FILE.onnx --size 360x480)')
         else:
             msg = f'{err}; pass --model FILE.onnx'
         raise DemoError(msg) from None
@@ -87,6 +88,10 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
                          time.monotonic() - start, node_exit)
 
 
+def _message(stamp: int, bgr: np.ndarray) -> Image:
+    return image_message(Header(stamp=stamp_msg(stamp), frame_id='camera'), bgr, 'bgr8')
+
+
 class _Session:
     """The demo's topics on the client: frames out, answers decoded into the recording (main thread only)."""
 
@@ -102,10 +107,6 @@ class _Session:
             msg = f'rtformer_node did not subscribe {IMAGE_TOPIC} within {args.wait:g} s'
             raise DemoError(msg)
 
-    @staticmethod
-    def _message(stamp: int, bgr: np.ndarray) -> Image:
-        return image_message(Header(stamp=stamp_msg(stamp), frame_id='camera'), bgr, 'bgr8')
-
     def warm_up(self, bgr: np.ndarray) -> dict[str, Any]:
         """Send ``bgr`` under a stamp outside the video's until all outputs come back; the node's class_info.
 
@@ -113,11 +114,9 @@ class _Session:
         and the first, slow inference.
         """
         stamp = stamp_ns(self.client.next_stamp())
-        if not self.client.lockstep(self.publisher, stamp, self._message(stamp, bgr), self.outputs, self.args.wait):
+        if not self.client.lockstep(self.publisher, stamp, _message(stamp, bgr), self.outputs, self.args.wait):
             msg = f'rtformer_node did not answer a first frame within {self.args.wait:g} s'
             raise DemoError(msg)
-        for inbox in self.outputs:
-            inbox.take([stamp])
         try:
             return json.loads(self.class_info.wait_for(timeout=self.args.wait).data)
         except ClientError:
@@ -132,15 +131,13 @@ class _Session:
                 first = stamp if first is None else first
                 self.inputs[stamp] = (index, bgr)
                 self.sent += 1
-                yield (stamp - first) / 1e9, stamp, self._message(stamp, bgr)
+                yield (stamp - first) / 1e9, stamp, _message(stamp, bgr)
 
         if self.args.realtime:
-            last = None
-            for stamp, _ in self.client.timed(self.publisher, stamped()):
-                last = stamp
+            for _ in self.client.timed(self.publisher, stamped()):
                 self._drain(bar)
-            if last is not None:  # the last frame is never replaced: the node serves it
-                self.client.wait([last], self.outputs, self.args.timeout)
+            if self.inputs:  # the last frame, unanswered yet, is never replaced: the node serves it
+                self.client.wait([max(self.inputs)], self.outputs, self.args.timeout)
         else:
             for _, stamp, msg in stamped():
                 if not self.client.lockstep(self.publisher, stamp, msg, self.outputs, self.args.timeout):

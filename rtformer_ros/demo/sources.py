@@ -96,11 +96,10 @@ def _bag(path: Path, topic: str | None, max_frames: int) -> Source:
         # Frame rate (for --realtime and the video file) from the stamps of the first few frames.
         stamps = [header_stamp_ns(raw) for _, _, raw in islice(reader.messages([topic]), 30)]
         first = next(feed())[2]
-    except DemoError:  # several cameras to choose from, or a first frame that does not decode
+    except (DemoError, BagError, StopIteration) as err:  # DemoError: several cameras, or a frame that won't decode
         reader.close()
-        raise
-    except (BagError, StopIteration) as err:
-        reader.close()
+        if isinstance(err, DemoError):
+            raise
         msg = f'{path}: {err}' if isinstance(err, BagError) else f'{path}: no frames on {topic}'
         raise DemoError(msg) from None
     steps = sorted(b - a for a, b in zip(stamps, stamps[1:], strict=False) if b > a)
@@ -156,28 +155,22 @@ def extract_from_deb(deb: Path, member: str, dest: Path) -> Path:
     except OSError as err:
         msg = f'{deb}: cannot run dpkg-deb ({err.strerror})'
         raise DemoError(msg) from None
-    found = False
     try:
-        assert proc.stdout is not None
-        with tarfile.open(fileobj=proc.stdout, mode='r|') as tar:
-            for info in tar:
-                if info.isfile() and info.name.removeprefix('./') == wanted:
-                    source = tar.extractfile(info)
-                    assert source is not None
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    with partial.open('wb') as out:
-                        shutil.copyfileobj(source, out)
-                    found = True
-                    break
+        with tarfile.open(fileobj=proc.stdout, mode='r|') as tar:  # a stream: only the member is written out
+            found = next((info for info in tar if info.isfile() and info.name.removeprefix('./') == wanted), None)
+            if found is not None:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(found) as source, partial.open('wb') as out:  # type: ignore[union-attr]
+                    shutil.copyfileobj(source, out)
     except tarfile.TarError as err:
         partial.unlink(missing_ok=True)
         msg = f'{deb}: not a readable Debian package ({err})'
         raise DemoError(msg) from None
     finally:
         proc.stdout.close()  # type: ignore[union-attr]
-        error = proc.stderr.read().decode(errors='replace').strip() if proc.stderr else ''
+        error = proc.stderr.read().decode(errors='replace').strip()  # type: ignore[union-attr]
         code = proc.wait()
-    if not found:
+    if found is None:
         reason = error.splitlines()[-1] if code and error else f'no file {member} in it'
         msg = f'{deb}: {reason}'
         raise DemoError(msg)
@@ -187,11 +180,7 @@ def extract_from_deb(deb: Path, member: str, dest: Path) -> Path:
 
 def fetch_vtest(cache: Path | None = None, package: str = VTEST_PACKAGE) -> Path:
     """``vtest.avi`` in the cache, downloaded (``apt-get download``) and extracted on first use; only the video is
-    kept, not the ~96 MB package.
-
-    Raises:
-        DemoError: apt-get or dpkg-deb is missing, the download fails (no package lists, no network), or the
-            package does not hold the file.
+    kept, not the ~96 MB package. DemoError: apt-get or dpkg-deb missing or failing (no package lists, no network).
     """
     cache = cache or cache_dir()
     video = cache / Path(VTEST_MEMBER).name

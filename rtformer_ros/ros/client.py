@@ -8,7 +8,7 @@ node's parameter services.
 
 Frames go out lockstep (``lockstep``: send, wait, resend every ``RESEND_S`` with the same stamp, a miss after the
 timeout, an error after ``max_misses`` misses in a row) or timed (``timed``: each at its due time, no resend;
-then ``wait`` collects what arrived by a deadline). Stamps are keys as integer nanoseconds
+then ``wait`` collects what arrived by a deadline). Stamps are keyed as integer nanoseconds
 (``rtformer_ros.util.stamp_ns``).
 """
 
