@@ -29,11 +29,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _uses_ros(module: types.ModuleType) -> bool:
-    """Whether a test module imports rclpy, a ROS interface package or the node client."""
+    """Whether a test module imports rclpy, a ROS interface package, the node client or the ROS test helpers."""
     for value in vars(module).values():
         name = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, '__module__', None)
         top = name.partition('.')[0] if isinstance(name, str) else ''
-        if top == 'rclpy' or top.endswith(('_msgs', '_interfaces')) or name == 'rtformer_ros.ros.client':
+        ros = top in ('rclpy', 'ros_helpers') or top.endswith(('_msgs', '_interfaces'))
+        if ros or name == 'rtformer_ros.ros.client':
             return True
     return False
 
@@ -93,11 +94,11 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope='module')
 def probe(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """The tests' ``StampedClient``, one per test module; started after the module's node process where the
-    module has a ``node`` fixture."""
-    from rtformer_ros.ros.client import StampedClient
+    """The tests' client of the node (``ros_helpers.Probe``), one per test module; started after the module's node
+    process where the module has a ``node`` fixture."""
+    from ros_helpers import Probe
 
     if hasattr(request.module, 'node'):
         request.getfixturevalue('node')
-    with StampedClient('rtformer_probe') as client:
+    with Probe('rtformer_probe') as client:
         yield client

@@ -24,11 +24,12 @@ import numpy as np
 import pytest
 import yaml
 from rclpy.qos import qos_profile_sensor_data
+from ros_helpers import Probe
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
 from rtformer_ros.image.codec import image_message
-from rtformer_ros.ros.client import NodeProcess, StampedClient
+from rtformer_ros.ros.client import NodeProcess
 from rtformer_ros.ros.node import NODE_NAME, output_topics
 from rtformer_ros.ros.params import PARAMETERS
 from rtformer_ros.ros.qos import LATCHED_QOS
@@ -128,7 +129,7 @@ def test_docs_list_every_parameter_and_topic() -> None:
 
 
 @pytest.mark.parametrize('variant', VARIANTS)
-def test_launch_params_file_starts_the_node(variant: str, probe: StampedClient, tiny_model: Path) -> None:
+def test_launch_params_file_starts_the_node(variant: str, probe: Probe, tiny_model: Path) -> None:
     # As the launch file does: the params file, then model:=... from the launch argument.
     args = ['--params-file', str(CONFIG / f'rtformer_{variant}.yaml'), '-p', f'model:={tiny_model}']
     with NodeProcess(ros_args=args) as node:
@@ -152,7 +153,7 @@ def test_launch_base_variant_without_a_model_says_what_to_pass() -> None:
         '(variant:=base needs model:=... until a base model ships)']
 
 
-def test_launch_remaps_and_namespace_reach_every_topic(probe: StampedClient, tiny_model: Path) -> None:
+def test_launch_remaps_and_namespace_reach_every_topic(probe: Probe, tiny_model: Path) -> None:
     # What the launch file passes for namespace:=robot image:=/cam/image_raw camera_info:=/cam/camera_info.
     args = ['-r', '__ns:=/robot', '-r', 'image:=/cam/image_raw', '-r', 'image/compressed:=/cam/image_raw/compressed',
             '-r', 'camera_info:=/cam/camera_info']
@@ -240,7 +241,7 @@ class LaunchProcess:
 
 
 @pytest.mark.parametrize('managed', ['false', 'true'])
-def test_real_launch_serves_labels(managed: str, install_prefix: Path, probe: StampedClient) -> None:
+def test_real_launch_serves_labels(managed: str, install_prefix: Path, probe: Probe) -> None:
     # launch_ros runs <prefix>/lib/rtformer_ros/<executable>: colcon installs the console scripts there, pip wrappers.
     name = 'rtformer_lifecycle_node' if managed == 'true' else NODE_NAME
     executable = install_prefix / 'lib' / 'rtformer_ros' / name
@@ -281,7 +282,7 @@ def test_real_launch_stops_with_the_reason(arguments: list[str], message: str, i
         assert '[rtformer_node' not in launch.output
 
 
-def test_real_launch_passes_cameras_log_level_and_respawn(install_prefix: Path, probe: StampedClient) -> None:
+def test_real_launch_passes_cameras_log_level_and_respawn(install_prefix: Path, probe: Probe) -> None:
     with LaunchProcess('namespace:=robot', 'cameras:=front,rear') as launch:
         probe.wait_until(lambda: probe.node.count_subscribers('/robot/rear/image') >= 1, 90, '/robot/rear/image')
         assert probe.get_parameters(f'/robot/{NODE_NAME}', ['cameras']) == {'cameras': ['front', 'rear']}
@@ -292,7 +293,7 @@ def test_real_launch_passes_cameras_log_level_and_respawn(install_prefix: Path, 
         assert '[DEBUG]' in launch.output
 
 
-def test_real_launch_managed_node_stays_deactivated(install_prefix: Path, probe: StampedClient) -> None:
+def test_real_launch_managed_node_stays_deactivated(install_prefix: Path, probe: Probe) -> None:
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState, GetState
 

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import frame_message, interior, quadrant_labels, quadrants
+from ros_helpers import Probe, frame_message, interior, quadrant_labels, quadrants
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
 from rtformer_ros.classes import IGNORE_INDEX, get_classes
 from rtformer_ros.image.codec import SUPPORTED_ENCODINGS
-from rtformer_ros.ros.client import Inbox, NodeProcess, StampedClient, diagnostic_values
+from rtformer_ros.ros.client import Inbox, NodeProcess, diagnostic_values
 from rtformer_ros.ros.params import PARAMETERS
 from rtformer_ros.ros.qos import LATCHED_QOS
 
@@ -43,19 +43,19 @@ def node(tiny_model: Path) -> Iterator[NodeProcess]:
 
 
 @pytest.fixture(scope='module')
-def image_pub(probe: StampedClient, node: NodeProcess) -> object:
+def image_pub(probe: Probe, node: NodeProcess) -> object:
     publisher = probe.publisher(Image, 'image', QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
     probe.wait_for_subscribers(publisher)
     return publisher
 
 
 @pytest.fixture(scope='module')
-def labels(probe: StampedClient) -> Inbox[Image]:
+def labels(probe: Probe) -> Inbox[Image]:
     return probe.subscribe(Image, 'segmentation/labels')
 
 
 @pytest.fixture(scope='module')
-def diagnostics(probe: StampedClient) -> Inbox[DiagnosticArray]:
+def diagnostics(probe: Probe) -> Inbox[DiagnosticArray]:
     return probe.subscribe(DiagnosticArray, '/diagnostics')
 
 
@@ -74,7 +74,7 @@ def _pixels(msg: Image, dtype: type = np.uint8, channels: int = 1) -> np.ndarray
     return np.ascontiguousarray(rows).view(dtype).reshape(shape)
 
 
-def _fresh_counters(diagnostics: Inbox[DiagnosticArray], probe: StampedClient, timeout: float = 10.0) -> dict[str, str]:
+def _fresh_counters(diagnostics: Inbox[DiagnosticArray], probe: Probe, timeout: float = 10.0) -> dict[str, str]:
     """Node status from a diagnostics message published after this call."""
     now = probe.node.get_clock().now().to_msg()
     after = (now.sec, now.nanosec)
@@ -92,7 +92,7 @@ def _counters_reaching(diagnostics: Inbox[DiagnosticArray], key: str, value: int
 
 @pytest.mark.parametrize('encoding', SUPPORTED_ENCODINGS)
 def test_node_labels_follow_the_tiny_models_colours_for_every_encoding(
-        encoding: str, probe: StampedClient, image_pub: object, labels: Inbox[Image]) -> None:
+        encoding: str, probe: Probe, image_pub: object, labels: Inbox[Image]) -> None:
     rgb = quadrants(*SIZE)
     (out,) = probe.exchange(image_pub, _frame(rgb, encoding, pad=4), [labels])
     got = _pixels(out)
@@ -105,7 +105,7 @@ def test_node_labels_follow_the_tiny_models_colours_for_every_encoding(
 
 
 def test_node_copies_header_and_input_size_to_every_output(
-        probe: StampedClient, image_pub: object, labels: Inbox[Image]) -> None:
+        probe: Probe, image_pub: object, labels: Inbox[Image]) -> None:
     size = (61, 93)  # odd, and wider than the model
     rgb = quadrants(*size)
     outputs = {name: probe.subscribe(Image, f'segmentation/{name}') for name in ('color', 'overlay', 'confidence')}
@@ -131,7 +131,7 @@ def test_node_copies_header_and_input_size_to_every_output(
 
 
 def test_node_pairs_camera_info_with_the_image_stamp_else_the_latest(
-        probe: StampedClient, image_pub: object, labels: Inbox[Image]) -> None:
+        probe: Probe, image_pub: object, labels: Inbox[Image]) -> None:
     info_pub = probe.publisher(CameraInfo, 'camera_info', QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
     paired = probe.subscribe(CameraInfo, 'segmentation/camera_info')
     probe.wait_for_subscribers(info_pub)
@@ -164,7 +164,7 @@ def test_node_pairs_camera_info_with_the_image_stamp_else_the_latest(
         probe.node.destroy_publisher(info_pub)
 
 
-def test_node_latches_class_info_for_late_subscribers(probe: StampedClient, image_pub: object) -> None:
+def test_node_latches_class_info_for_late_subscribers(probe: Probe, image_pub: object) -> None:
     # image_pub being matched means the node has been up for a while before this subscription exists.
     inbox = probe.subscribe(String, 'segmentation/class_info', LATCHED_QOS)
     try:
@@ -179,7 +179,7 @@ def test_node_latches_class_info_for_late_subscribers(probe: StampedClient, imag
 
 
 def test_node_computes_colour_overlay_and_confidence_only_while_subscribed(
-        probe: StampedClient, image_pub: object, labels: Inbox[Image], diagnostics: Inbox[DiagnosticArray]) -> None:
+        probe: Probe, image_pub: object, labels: Inbox[Image], diagnostics: Inbox[DiagnosticArray]) -> None:
     lazy = ('color', 'overlay', 'confidence')
     probe.wait_until(lambda: all(probe.node.count_subscribers(f'/segmentation/{name}') == 0 for name in lazy),
                      10, 'no subscribers on the lazy outputs')
@@ -202,7 +202,7 @@ def test_node_computes_colour_overlay_and_confidence_only_while_subscribed(
 
 
 def test_node_applies_overlay_alpha_at_runtime_and_rejects_invalid_values(
-        probe: StampedClient, image_pub: object) -> None:
+        probe: Probe, image_pub: object) -> None:
     rgb = quadrants(*SIZE)
     overlay = probe.subscribe(Image, 'segmentation/overlay')
     try:
@@ -244,7 +244,7 @@ def _malformed(**changes: object) -> Image:
     (_malformed(), '64x48 = 3072 pixels is more than max_pixels=3000'),
 ], ids=['short-data', 'small-step', 'zero-size', 'unknown-encoding', 'no-colour', 'too-many-pixels'])
 def test_node_drops_malformed_frames_and_keeps_serving(
-        msg: Image, reason: str, node: NodeProcess, probe: StampedClient, image_pub: object, labels: Inbox[Image],
+        msg: Image, reason: str, node: NodeProcess, probe: Probe, image_pub: object, labels: Inbox[Image],
         diagnostics: Inbox[DiagnosticArray]) -> None:
     if 'max_pixels' in reason:
         assert probe.set_parameters(NODE, {'max_pixels': 3000})[0].successful
@@ -267,7 +267,7 @@ def test_node_drops_malformed_frames_and_keeps_serving(
         probe.set_parameters(NODE, {'max_pixels': 4096 * 4096})
 
 
-def test_node_declares_every_parameter_of_its_table(probe: StampedClient, image_pub: object) -> None:
+def test_node_declares_every_parameter_of_its_table(probe: Probe, image_pub: object) -> None:
     names = set(probe.list_parameters(NODE))
     ours = {name for name in names if not name.startswith('qos_overrides.')} - {
         'use_sim_time', 'start_type_description_service'}
@@ -276,7 +276,7 @@ def test_node_declares_every_parameter_of_its_table(probe: StampedClient, image_
 
 
 def test_node_reports_provider_model_and_timings_in_diagnostics(
-        probe: StampedClient, image_pub: object, labels: Inbox[Image], diagnostics: Inbox[DiagnosticArray],
+        probe: Probe, image_pub: object, labels: Inbox[Image], diagnostics: Inbox[DiagnosticArray],
         tiny_model: Path) -> None:
     probe.exchange(image_pub, _frame(quadrants(*SIZE)), [labels])
     values = _fresh_counters(diagnostics, probe)

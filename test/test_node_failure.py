@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import frame_message, quadrants
+from ros_helpers import Probe, frame_message, quadrants
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from rtformer_ros.ros.client import Inbox, NodeProcess, StampedClient, diagnostic_values
+from rtformer_ros.ros.client import Inbox, NodeProcess, diagnostic_values
 from rtformer_ros.ros.segmenter import EXIT_FAILED
 
 STATUS = '/rtformer_node: image'
@@ -44,7 +44,7 @@ def _frame(rgb: np.ndarray):
     return make
 
 
-def test_node_exits_nonzero_after_max_failures_in_a_row(failing_model: Path, probe: StampedClient) -> None:
+def test_node_exits_nonzero_after_max_failures_in_a_row(failing_model: Path, probe: Probe) -> None:
     params = {'model': failing_model, 'max_failures': 3, 'input_qos': 'reliable'}
     with NodeProcess(params=params) as node:
         pub = probe.publisher(Image, 'image', RELIABLE)
@@ -74,7 +74,7 @@ def test_node_exits_nonzero_after_max_failures_in_a_row(failing_model: Path, pro
     assert 'Traceback' not in node.output
 
 
-def test_node_keeps_serving_after_failures_with_on_failure_keep(failing_model: Path, probe: StampedClient) -> None:
+def test_node_keeps_serving_after_failures_with_on_failure_keep(failing_model: Path, probe: Probe) -> None:
     params = {'model': failing_model, 'max_failures': 2, 'on_failure': 'keep', 'input_qos': 'reliable'}
     with NodeProcess(params=params) as node:
         pub = probe.publisher(Image, 'image', RELIABLE)
@@ -105,7 +105,7 @@ def test_node_keeps_serving_after_failures_with_on_failure_keep(failing_model: P
     assert 'inference failures in a row' in node.output and 'going on (on_failure:=keep)' in node.output
 
 
-def test_lifecycle_node_exits_nonzero_after_max_failures_in_a_row(failing_model: Path, probe: StampedClient) -> None:
+def test_lifecycle_node_exits_nonzero_after_max_failures_in_a_row(failing_model: Path, probe: Probe) -> None:
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState
 

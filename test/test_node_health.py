@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import frame_message, interior, quadrant_labels, quadrants
+from ros_helpers import Probe, frame_message, interior, quadrant_labels, quadrants
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from rtformer_ros.classes import get_classes
 from rtformer_ros.image.codec import JPEG_FORMAT
-from rtformer_ros.ros.client import ClientError, Inbox, NodeProcess, StampedClient, diagnostic_values
+from rtformer_ros.ros.client import ClientError, Inbox, NodeProcess, diagnostic_values
 
 NODE = '/front/rtformer_node'
 STATUS = '/front/rtformer_node: image'
@@ -42,14 +42,14 @@ def node(tiny_model: Path) -> Iterator[NodeProcess]:
 
 
 @pytest.fixture(scope='module')
-def image_pub(probe: StampedClient, node: NodeProcess) -> object:
+def image_pub(probe: Probe, node: NodeProcess) -> object:
     publisher = probe.publisher(Image, '/front/image', RELIABLE)
     probe.wait_for_subscribers(publisher, timeout=30)
     return publisher
 
 
 @pytest.fixture
-def diagnostics(probe: StampedClient, node: NodeProcess) -> Iterator[Inbox[DiagnosticArray]]:
+def diagnostics(probe: Probe, node: NodeProcess) -> Iterator[Inbox[DiagnosticArray]]:
     inbox = probe.subscribe(DiagnosticArray, '/diagnostics')
     yield inbox
     probe.unsubscribe(inbox)
@@ -57,7 +57,7 @@ def diagnostics(probe: StampedClient, node: NodeProcess) -> Iterator[Inbox[Diagn
 
 
 @pytest.fixture
-def listen(probe: StampedClient) -> Iterator[Callable[..., Inbox]]:
+def listen(probe: Probe) -> Iterator[Callable[..., Inbox]]:
     """Subscribe to outputs for one test: listen(Image, 'labels')."""
     inboxes: list[Inbox] = []
 
@@ -85,20 +85,20 @@ def _status(diagnostics: Inbox[DiagnosticArray], predicate: Callable[[dict[str, 
     return diagnostic_values(msg, STATUS)
 
 
-def _send(probe: StampedClient, pub: object, count: int) -> None:
+def _send(probe: Probe, pub: object, count: int) -> None:
     """``count`` frames, apart: the input's depth-1 queue would keep only the last of a burst."""
     for _ in range(count):
         pub.publish(_frame(quadrants(*SIZE))(probe.next_stamp()))
         time.sleep(0.3)
 
 
-def _set(probe: StampedClient, **values: object) -> None:
+def _set(probe: Probe, **values: object) -> None:
     results = probe.set_parameters(NODE, values)
     assert all(r.successful for r in results), [r.reason for r in results]
 
 
 def test_status_is_named_by_the_node_and_camera_with_the_frame_as_hardware_id(
-        probe: StampedClient, image_pub: object, diagnostics: Inbox[DiagnosticArray], listen) -> None:
+        probe: Probe, image_pub: object, diagnostics: Inbox[DiagnosticArray], listen) -> None:
     labels = listen(Image, 'labels')
     probe.exchange(image_pub, _frame(quadrants(*SIZE), frame_id='front_cam_optical'), [labels])
     diagnostics.clear()
@@ -110,7 +110,7 @@ def test_status_is_named_by_the_node_and_camera_with_the_frame_as_hardware_id(
 
 
 def test_warns_when_no_frame_arrives_for_stale_after(
-        probe: StampedClient, image_pub: object, diagnostics: Inbox[DiagnosticArray], listen) -> None:
+        probe: Probe, image_pub: object, diagnostics: Inbox[DiagnosticArray], listen) -> None:
     labels = listen(Image, 'labels')
     probe.exchange(image_pub, _frame(quadrants(*SIZE)), [labels])
     assert _status(diagnostics)['level'] == '0'
@@ -123,7 +123,7 @@ def test_warns_when_no_frame_arrives_for_stale_after(
 
 
 def test_warns_when_header_stamps_lag_the_node_clock(
-        probe: StampedClient, image_pub: object, diagnostics: Inbox[DiagnosticArray], listen) -> None:
+        probe: Probe, image_pub: object, diagnostics: Inbox[DiagnosticArray], listen) -> None:
     labels = listen(Image, 'labels')
     _set(probe, max_stamp_lag=1.0)
     probe.exchange(image_pub, _frame(quadrants(*SIZE)), [labels])  # the probe's stamps are from 1970
@@ -144,14 +144,14 @@ def test_warns_when_header_stamps_lag_the_node_clock(
     assert abs(float(current['stamp_lag_s'])) < 1.0 and 'header stamps' not in current['message']
 
 
-def _publish_info(probe: StampedClient, pub: object, stamp: object, width: int, height: int, binning: int = 0) -> None:
+def _publish_info(probe: Probe, pub: object, stamp: object, width: int, height: int, binning: int = 0) -> None:
     info = CameraInfo(header=Header(stamp=stamp, frame_id='info'), width=width, height=height, binning_x=binning,
                       binning_y=binning)
     pub.publish(info)
 
 
 def test_camera_info_is_forwarded_only_when_recent_and_of_the_image_size(
-        probe: StampedClient, image_pub: object, diagnostics: Inbox[DiagnosticArray], listen) -> None:
+        probe: Probe, image_pub: object, diagnostics: Inbox[DiagnosticArray], listen) -> None:
     info_pub = probe.publisher(CameraInfo, '/front/camera_info', RELIABLE)
     labels, infos = listen(Image, 'labels'), listen(CameraInfo, 'camera_info')
     rgb = quadrants(*SIZE)
@@ -186,7 +186,7 @@ def test_camera_info_is_forwarded_only_when_recent_and_of_the_image_size(
 
 
 def test_no_inference_without_a_subscriber_and_enabled_pauses(
-        probe: StampedClient, image_pub: object, diagnostics: Inbox[DiagnosticArray], listen) -> None:
+        probe: Probe, image_pub: object, diagnostics: Inbox[DiagnosticArray], listen) -> None:
     outputs = ('labels', 'color', 'color/compressed', 'overlay', 'overlay/compressed', 'confidence', 'camera_info')
     probe.wait_until(lambda: all(probe.node.count_subscribers(f'/front/segmentation/{name}') == 0
                                  for name in outputs), 10, 'no subscriber on any output')
@@ -214,7 +214,7 @@ def _decode_jpeg(msg: CompressedImage) -> np.ndarray:
 
 
 def test_colour_and_overlay_jpegs_are_built_only_while_subscribed(
-        probe: StampedClient, image_pub: object, diagnostics: Inbox[DiagnosticArray], listen) -> None:
+        probe: Probe, image_pub: object, diagnostics: Inbox[DiagnosticArray], listen) -> None:
     rgb = quadrants(*SIZE)
     before = _status(diagnostics)
     color, overlay = listen(CompressedImage, 'color/compressed'), listen(CompressedImage, 'overlay/compressed')
@@ -236,7 +236,7 @@ def test_colour_and_overlay_jpegs_are_built_only_while_subscribed(
 
 
 def test_warns_when_confidence_leaves_the_out_of_domain_band(
-        probe: StampedClient, image_pub: object, diagnostics: Inbox[DiagnosticArray], listen) -> None:
+        probe: Probe, image_pub: object, diagnostics: Inbox[DiagnosticArray], listen) -> None:
     labels = listen(Image, 'labels')
     _set(probe, ood_window=3, ood_min_confidence=0.6, ood_max_low_share=0.5, ood_threshold=0.5)
     for _ in range(3):  # saturated colours: the tiny model is sure of them

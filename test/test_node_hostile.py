@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import frame_message, jpeg_bomb, png_bomb, quadrants
+from ros_helpers import Probe, frame_message, jpeg_bomb, png_bomb, quadrants
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from rtformer_ros.ros.client import Inbox, NodeProcess, StampedClient, diagnostic_values
+from rtformer_ros.ros.client import Inbox, NodeProcess, diagnostic_values
 
 STATUS = '/rtformer_node: image'
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)  # every bomb is delivered
@@ -62,7 +62,7 @@ def _good_jpeg():
     return _compressed('jpeg', data.tobytes())
 
 
-def _attack(node: NodeProcess, probe: StampedClient, pub: object, labels: Inbox[Image], good, bombs: dict) -> None:
+def _attack(node: NodeProcess, probe: Probe, pub: object, labels: Inbox[Image], good, bombs: dict) -> None:
     diagnostics = probe.subscribe(DiagnosticArray, '/diagnostics')
     try:
         probe.exchange(pub, good, [labels], timeout=30)  # warmed up: the baseline includes serving a frame
@@ -84,7 +84,7 @@ def _attack(node: NodeProcess, probe: StampedClient, pub: object, labels: Inbox[
         probe.unsubscribe(diagnostics)
 
 
-def test_node_rejects_png_and_jpeg_bombs_without_allocating_them(tiny_model: Path, probe: StampedClient) -> None:
+def test_node_rejects_png_and_jpeg_bombs_without_allocating_them(tiny_model: Path, probe: Probe) -> None:
     params = {'model': tiny_model, 'input_transport': 'compressed', 'input_qos': 'reliable'}
     declared = '20000x20000 = 400000000 pixels is more than max_pixels=16777216'
     bombs = {f'png header declares {declared}': _compressed('png', png_bomb(20000, 20000)),
@@ -102,7 +102,7 @@ def test_node_rejects_png_and_jpeg_bombs_without_allocating_them(tiny_model: Pat
 
 
 def test_node_rejects_raw_images_whose_header_claims_more_than_their_data(tiny_model: Path,
-                                                                           probe: StampedClient) -> None:
+                                                                           probe: Probe) -> None:
     params = {'model': tiny_model, 'input_qos': 'reliable'}
     small = quadrants(8, 8)  # 192 bytes of data under every claim
     bombs = {'100000x100000 = 10000000000 pixels is more than max_pixels': _raw(small, width=100000, height=100000,

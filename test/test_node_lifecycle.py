@@ -12,11 +12,12 @@ import numpy as np
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_helpers import Probe
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from rtformer_ros.image.codec import image_message
-from rtformer_ros.ros.client import NodeProcess, StampedClient
+from rtformer_ros.ros.client import NodeProcess
 
 NODE = '/rtformer_node'
 LIFECYCLE = [sys.executable, '-m', 'rtformer_ros.ros.lifecycle']
@@ -24,11 +25,11 @@ RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 
 
 
-def _state(probe: StampedClient) -> str:
+def _state(probe: Probe) -> str:
     return probe.call(GetState, f'{NODE}/get_state', GetState.Request(), timeout=30).current_state.label
 
 
-def _change(probe: StampedClient, transition: int) -> bool:
+def _change(probe: Probe, transition: int) -> bool:
     request = ChangeState.Request(transition=Transition(id=transition))
     return probe.call(ChangeState, f'{NODE}/change_state', request, timeout=60).success
 
@@ -37,12 +38,12 @@ def _frame(stamp: object) -> Image:
     return image_message(Header(stamp=stamp, frame_id='cam'), np.full((24, 32, 3), (0, 0, 255), np.uint8), 'rgb8')
 
 
-def _entities(probe: StampedClient) -> tuple[int, int]:
+def _entities(probe: Probe) -> tuple[int, int]:
     """(subscriptions on /image, publishers on /segmentation/labels) in the graph."""
     return probe.node.count_subscribers('/image'), probe.node.count_publishers('/segmentation/labels')
 
 
-def test_lifecycle_node_follows_configure_activate_deactivate_cleanup(tiny_model: Path, probe: StampedClient) -> None:
+def test_lifecycle_node_follows_configure_activate_deactivate_cleanup(tiny_model: Path, probe: Probe) -> None:
     with NodeProcess(params={'model': tiny_model, 'input_qos': 'reliable'}, executable=LIFECYCLE) as node:
         pub = probe.publisher(Image, '/image', RELIABLE)
         labels = probe.subscribe(Image, '/segmentation/labels')
@@ -88,7 +89,7 @@ def test_lifecycle_node_follows_configure_activate_deactivate_cleanup(tiny_model
     assert 'Traceback' not in node.output
 
 
-def test_lifecycle_node_stays_unconfigured_when_the_model_cannot_load(tmp_path: Path, probe: StampedClient) -> None:
+def test_lifecycle_node_stays_unconfigured_when_the_model_cannot_load(tmp_path: Path, probe: Probe) -> None:
     missing = tmp_path / 'missing.onnx'
     with NodeProcess(params={'model': missing}, executable=LIFECYCLE) as node:
         assert _state(probe) == 'unconfigured'
@@ -101,7 +102,7 @@ def test_lifecycle_node_stays_unconfigured_when_the_model_cannot_load(tmp_path: 
         assert node.stop() == 0
 
 
-def test_lifecycle_console_script_starts_the_managed_node(probe: StampedClient) -> None:
+def test_lifecycle_console_script_starts_the_managed_node(probe: Probe) -> None:
     # The launch file runs this console script (managed:=true); setup_env.sh installs it in every venv.
     script = Path(sys.executable).with_name('rtformer_lifecycle_node')
     assert script.exists(), f'{script} not installed (pip install -e .)'

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
-from ros_helpers import interior, quadrant_labels, quadrants
+from ros_helpers import Probe, interior, quadrant_labels, quadrants
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from rtformer_ros.ros.client import Inbox, NodeProcess, StampedClient, diagnostic_values
+from rtformer_ros.ros.client import Inbox, NodeProcess, diagnostic_values
 from rtformer_ros.ros.qos import LATCHED_QOS
 
 CAMERAS = ('front', 'left')
@@ -34,7 +34,7 @@ def node(tiny_model: Path) -> Iterator[NodeProcess]:
 
 
 @pytest.fixture(scope='module')
-def cams(probe: StampedClient) -> dict[str, tuple[object, Inbox[Image]]]:
+def cams(probe: Probe) -> dict[str, tuple[object, Inbox[Image]]]:
     """Per camera: the compressed image publisher and the labels inbox."""
     out = {}
     for cam in CAMERAS:
@@ -60,7 +60,7 @@ def _labels(msg: Image) -> np.ndarray:
 
 
 @pytest.mark.parametrize('fmt', ['jpeg', 'png'])
-def test_node_serves_each_camera_on_its_own_topics(fmt: str, probe: StampedClient, cams: dict) -> None:
+def test_node_serves_each_camera_on_its_own_topics(fmt: str, probe: Probe, cams: dict) -> None:
     rgb = quadrants(*SIZE)
     for cam in CAMERAS:
         pub, labels = cams[cam]
@@ -71,7 +71,7 @@ def test_node_serves_each_camera_on_its_own_topics(fmt: str, probe: StampedClien
         assert {m.header.frame_id for m in cams[cam][1].messages} == {f'{cam}_optical'}
 
 
-def test_node_latches_class_info_per_camera(probe: StampedClient, cams: dict) -> None:
+def test_node_latches_class_info_per_camera(probe: Probe, cams: dict) -> None:
     for cam in CAMERAS:
         inbox = probe.subscribe(String, f'{cam}/segmentation/class_info', LATCHED_QOS)
         try:
@@ -80,7 +80,7 @@ def test_node_latches_class_info_per_camera(probe: StampedClient, cams: dict) ->
             probe.unsubscribe(inbox)
 
 
-def test_node_serves_a_camera_while_another_floods(probe: StampedClient, cams: dict) -> None:
+def test_node_serves_a_camera_while_another_floods(probe: Probe, cams: dict) -> None:
     rgb = quadrants(*SIZE)
     flood_pub, _ = cams['front']
     make = _compressed(rgb, 'jpeg', 'front_optical')
@@ -114,7 +114,7 @@ def _png_with_broken_data() -> bytes:
     ('jpeg', b'GIF89a' + bytes(100), 'data is neither JPEG nor PNG (starts with 47 49 46 38 39 61 00 00)'),
 ], ids=['jpeg-header', 'png-data', 'gif'])
 def test_node_drops_undecodable_data_and_keeps_serving(fmt: str, data: bytes, reason: str, node: NodeProcess,
-                                                       probe: StampedClient, cams: dict) -> None:
+                                                       probe: Probe, cams: dict) -> None:
     diagnostics = probe.subscribe(DiagnosticArray, '/diagnostics')
     pub, labels = cams['front']
     garbage = CompressedImage(header=Header(frame_id='bad'), format=fmt, data=array.array('B', data))

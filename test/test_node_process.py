@@ -12,12 +12,13 @@ import cv2
 import numpy as np
 import pytest
 from rclpy.qos import qos_profile_sensor_data
+from ros_helpers import Probe
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
 from rtformer_ros.engine import SegmentationEngine
 from rtformer_ros.image.codec import image_message
-from rtformer_ros.ros.client import NodeProcess, StampedClient
+from rtformer_ros.ros.client import NodeProcess
 from rtformer_ros.ros.node import resolve_model
 from rtformer_ros.ros.params import DEFAULT_MODEL
 from rtformer_ros.ros.qos import LATCHED_QOS
@@ -64,7 +65,7 @@ def test_node_console_script_exits_nonzero_on_a_missing_model(tmp_path: Path) ->
     assert 'Traceback' not in node.output and 'missing.onnx: no such file' in node.output
 
 
-def test_node_runs_without_torch_and_exits_quietly_on_ctrl_c(tiny_model: Path, probe: StampedClient) -> None:
+def test_node_runs_without_torch_and_exits_quietly_on_ctrl_c(tiny_model: Path, probe: Probe) -> None:
     with NodeProcess(params={'model': tiny_model}, executable=[sys.executable, '-c', WITHOUT_TORCH]) as node:
         pub = probe.publisher(Image, 'image', qos_profile_sensor_data)
         labels = probe.subscribe(Image, 'segmentation/labels')
@@ -91,7 +92,7 @@ def test_node_modules_import_without_torch() -> None:
 
 
 @pytest.mark.skipif(not REAL_MODEL.is_file(), reason=f'{REAL_MODEL} not exported yet (rtformer export)')
-def test_node_serves_a_real_rtformer_export(probe: StampedClient, camvid_dir: Path) -> None:
+def test_node_serves_a_real_rtformer_export(probe: Probe, camvid_dir: Path) -> None:
     image_path = sorted((camvid_dir / 'val').glob('*.png'))[0]
     bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
     with NodeProcess(params={'model': DEFAULT_MODEL}) as node:  # found by name in the source tree's models/

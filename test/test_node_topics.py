@@ -11,11 +11,11 @@ import cv2
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
-from ros_helpers import quadrants
+from ros_helpers import Probe, quadrants
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from rtformer_ros.ros.client import NodeProcess, StampedClient, diagnostic_values
+from rtformer_ros.ros.client import NodeProcess, diagnostic_values
 
 
 def _jpeg(stamp: object) -> CompressedImage:
@@ -38,7 +38,7 @@ def _jpeg(stamp: object) -> CompressedImage:
 ], ids=['remap', 'remap-namespace', 'relative-remap-namespace', 'camera-namespace', 'camera-remap'])
 def test_node_subscribes_the_resolved_image_topic_plus_compressed(
         ros_args: list[str], params: dict, subscribed: str, outputs: str, status: str, tiny_model: Path,
-        probe: StampedClient) -> None:
+        probe: Probe) -> None:
     params = {'model': tiny_model, 'input_transport': 'compressed', **params}
     with NodeProcess(ros_args=ros_args, params=params) as node:
         pub = probe.publisher(CompressedImage, subscribed, qos_profile_sensor_data)
@@ -61,7 +61,7 @@ def test_node_subscribes_the_resolved_image_topic_plus_compressed(
             probe.node.destroy_publisher(pub)
 
 
-def test_node_qos_override_of_the_remapped_compressed_topic_applies(tiny_model: Path, probe: StampedClient) -> None:
+def test_node_qos_override_of_the_remapped_compressed_topic_applies(tiny_model: Path, probe: Probe) -> None:
     # reliable only matches reliable publishers: a best-effort one is not matched once the override applies.
     topic = '/cam/image_raw/compressed'
     args = ['-r', 'image:=/cam/image_raw', '-p', f'qos_overrides.{topic}.subscription.reliability:=reliable']

@@ -3,8 +3,7 @@
 One client for everything that drives the node: ``rtformer replay``, ``rtformer demo``, ``bench/node_bench.py``
 and the node tests (handy for smoke tests on a robot too). ``NodeProcess`` runs the node exactly as ``ros2 run``
 would (its own process and DDS participant); ``StampedClient`` is an rclpy node in its own context, spun by a
-background thread, that publishes frames, collects the outputs carrying their stamps (``Inbox``) and calls the
-node's parameter services.
+background thread, that publishes frames and collects the outputs carrying their stamps (``Inbox``).
 
 Frames go out lockstep (``lockstep``: send, wait, resend every ``RESEND_S`` with the same stamp, a miss after the
 timeout, an error after ``max_misses`` misses in a row) or timed (``timed``: each at its due time, no resend;
@@ -29,13 +28,9 @@ from typing import Any, Generic, TypeVar
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import Parameter as ParameterMsg
-from rcl_interfaces.msg import SetParametersResult
-from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
@@ -410,48 +405,6 @@ class StampedClient:
         """Wait until ``topic`` has ``count`` publishers in the graph."""
         name = self.node.resolve_topic_name(topic)
         self.wait_until(lambda: self.node.count_publishers(name) >= count, timeout, f'a publisher on {name}')
-
-    # ------------------------------------------------------------------------------------- services
-
-    def call(self, srv_type: Any, service: str, request: Any, timeout: float = 10.0) -> Any:
-        """Call ``service`` once and return its response.
-
-        Raises:
-            ClientError: the service is not there or does not answer within ``timeout`` seconds.
-        """
-        client = self.node.create_client(srv_type, service)
-        try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                msg = f'service {service} not available after {timeout} s'
-                raise ClientError(msg)
-            future = client.call_async(request)
-            done = threading.Event()
-            future.add_done_callback(lambda _: done.set())
-            if not done.wait(timeout):
-                msg = f'service {service} did not answer within {timeout} s'
-                raise ClientError(msg)
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
-
-    def set_parameters(self, node: str, values: dict[str, object], timeout: float = 10.0) -> list[SetParametersResult]:
-        """Set parameters of ``node`` (fully qualified name) through its SetParameters service."""
-        request = SetParameters.Request(
-            parameters=[ParameterMsg(name=k, value=Parameter(k, value=v).get_parameter_value())
-                        for k, v in values.items()])
-        return list(self.call(SetParameters, f'{node}/set_parameters', request, timeout).results)
-
-    def get_parameters(self, node: str, names: Sequence[str], timeout: float = 10.0) -> dict[str, Any]:
-        """Current values of parameters ``names`` of ``node``, as Python values."""
-        response = self.call(GetParameters, f'{node}/get_parameters', GetParameters.Request(names=list(names)),
-                             timeout)
-        return {name: Parameter.from_parameter_msg(ParameterMsg(name=name, value=value)).value
-                for name, value in zip(names, response.values, strict=True)}
-
-    def list_parameters(self, node: str, timeout: float = 10.0) -> list[str]:
-        """Names of every parameter ``node`` declared."""
-        return list(self.call(ListParameters, f'{node}/list_parameters', ListParameters.Request(),
-                               timeout).result.names)
 
     def close(self) -> None:
         """Destroy the node and shut the context down (stops the executor thread)."""
