@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ import pytest
 from rtformer_ros.bags import add_eval_arguments, add_replay_arguments, run_eval, run_replay
 from rtformer_ros.bags.dataset import find_samples, write_dataset_bag
 from rtformer_ros.bags.reader import BagReader, header_stamp_ns
+from rtformer_ros.ros.client import NodeProcess
 
 pytestmark = pytest.mark.ros
 
@@ -32,32 +31,23 @@ def cli(add: Callable[[argparse.ArgumentParser], None], handler: Callable[[argpa
     return handler(parser.parse_args([*argv, '--no-progress']))
 
 
-class NodeProcess:
-    """``rtformer_node`` reading ``<namespace>/image_raw``, as ``ros2 run`` would start it; stopped with SIGINT."""
-
-    def __init__(self, model: Path, log: Path, namespace: str = '/camera') -> None:
-        self.log = log
-        command = [sys.executable, '-m', 'rtformer_ros.ros.node', '--ros-args', '-p', f'model:={model}',
-                   '-p', 'providers:=cpu', '-r', f'__ns:={namespace}', '-r', 'image:=image_raw']
-        with log.open('wb') as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        print(self.log.read_text(errors='replace'))  # shown when a test fails
+@contextmanager
+def camera_node(model: Path, namespace: str = '/camera') -> Iterator[NodeProcess]:
+    """``rtformer_node`` reading ``<namespace>/image_raw``, as ``ros2 run`` would start it; its log is printed after
+    (shown when a test fails)."""
+    node = NodeProcess(params={'model': model, 'providers': 'cpu'},
+                       ros_args=['-r', f'__ns:={namespace}', '-r', 'image:=image_raw'])
+    try:
+        with node:
+            yield node
+    finally:
+        print(node.output)
 
 
 @pytest.fixture(scope='module')
-def tiny_node(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    node = NodeProcess(tiny_model, tmp_path_factory.mktemp('node') / 'node.log')
-    yield node
-    node.stop()
+def tiny_node(tiny_model: Path) -> Iterator[NodeProcess]:
+    with camera_node(tiny_model) as node:
+        yield node
 
 
 def camvid_bag(camvid_dir: Path, path: Path, frames: int) -> Path:
@@ -136,11 +126,8 @@ def slim_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_lockstep_replay_of_exported_slim_scores_like_direct_eval(camvid_dir: Path, slim_model: Path,
                                                                   tmp_path: Path) -> None:
     bag = camvid_bag(camvid_dir, tmp_path / 'bag', 3)
-    node = NodeProcess(slim_model, tmp_path / 'node.log', '/slim')  # its own topics: the tiny node may still run
-    try:
+    with camera_node(slim_model, '/slim'):  # its own topics: the tiny node may still run
         replay_and_compare(bag, slim_model, tmp_path, 3, 'sqlite3', '/slim')
-    finally:
-        node.stop()
 
 
 def test_replay_without_a_node_says_so_in_one_line(camvid_dir: Path, tmp_path: Path,
