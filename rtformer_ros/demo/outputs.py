@@ -1,5 +1,4 @@
-"""What the demo makes of the node's answers: the overlay video, GIF and contact-sheet frames as they arrive,
-then the GIF, contact sheet and ``summary.json`` files and the printed summary."""
+"""The demo's files from the node's answers (video as they arrive; GIF, contact sheet, summary.json at the end)."""
 
 from __future__ import annotations
 
@@ -75,7 +74,6 @@ class Recording:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.release()
-            self.writer = None
 
 
 def _float(values: dict[str, str], key: str) -> float | None:

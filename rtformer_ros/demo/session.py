@@ -71,9 +71,8 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
                 first = next(source.feed)
                 class_info = session.warm_up(first[2])
                 feed_start = time.monotonic()
-                bar = progress(total=source.frames or None, desc='demo', unit='frame',
-                               enabled=False if args.no_progress else None)
-                with bar:
+                with progress(total=source.frames or None, desc='demo', unit='frame',
+                              enabled=False if args.no_progress else None) as bar:
                     session.feed(itertools.chain([first], source.feed), bar)
                 feed_s = time.monotonic() - feed_start
                 diagnostics = session.diagnostics()
@@ -108,11 +107,8 @@ class _Session:
             raise DemoError(msg)
 
     def warm_up(self, bgr: np.ndarray) -> dict[str, Any]:
-        """Send ``bgr`` under a stamp outside the video's until all outputs come back; the node's class_info.
-
-        Rides out the node's discovery of our subscriptions (it makes colour and overlay only once it sees them)
-        and the first, slow inference.
-        """
+        """Send ``bgr`` under a stamp outside the video's until all outputs come back (riding out the node's
+        discovery of our subscriptions, and its first, slow inference); the node's class_info."""
         stamp = stamp_ns(self.client.next_stamp())
         if not self.client.lockstep(self.publisher, stamp, _message(stamp, bgr), self.outputs, self.args.wait):
             msg = f'rtformer_node did not answer a first frame within {self.args.wait:g} s'
@@ -151,11 +147,8 @@ class _Session:
         with self.client.changed:
             done = sorted(s for s in self.inputs if all(inbox.answered(s) for inbox in self.outputs))
         for stamp in done:
-            dropped = [s for s in self.inputs if s < stamp]
-            for inbox in self.outputs:
-                inbox.take(dropped)
-            for s in dropped:
-                del self.inputs[s]
+            for older in [s for s in self.inputs if s < stamp]:  # served in order: no outputs will come for these
+                del self.inputs[older]
             index, bgr = self.inputs.pop(stamp)
             (received, labels), (_, color), (_, overlay) = (inbox.take([stamp])[stamp] for inbox in self.outputs)
             self.recording.add(index, bgr, decode_labels(labels), decode_image(color).rgb(),

@@ -1,6 +1,5 @@
-"""What the demo feeds the node: a video file (OpenCV) or a rosbag2's camera topic, as stamped BGR frames; and
-the default video, OpenCV's ``vtest.avi``, taken out of Debian's ``opencv-doc`` (``apt-get download`` needs no
-root) and cached in ``~/.cache/rtformer_ros/``."""
+"""What the demo feeds the node: a video file (OpenCV) or a rosbag2's camera topic, as stamped BGR frames; the
+default video, OpenCV's ``vtest.avi``, comes out of Debian's ``opencv-doc`` (``apt-get download``, no root)."""
 
 from __future__ import annotations
 
@@ -121,11 +120,7 @@ def _pick_image_topic(topics: dict[str, str], path: Path) -> str:
 
 
 def open_source(video: Path | None, bag: Path | None, topic: str | None, max_frames: int) -> Source:
-    """The video, the bag's camera topic, or vtest.avi (fetched on first use).
-
-    Raises:
-        DemoError: both or neither readable, or no default video to be had.
-    """
+    """The video, the bag's camera topic, or vtest.avi (fetched on first use); DemoError if none can be read."""
     if video is not None and bag is not None:
         msg = 'pass either --video or --bag, not both'
         raise DemoError(msg)
@@ -142,11 +137,8 @@ def open_source(video: Path | None, bag: Path | None, topic: str | None, max_fra
 
 def extract_from_deb(deb: Path, member: str, dest: Path) -> Path:
     """Copy ``member`` (``./usr/...`` or ``usr/...``) out of package ``deb`` (``dpkg-deb --fsys-tarfile``, read as a
-    tar stream) to ``dest``, through a temporary name so a broken run leaves nothing behind.
-
-    Raises:
-        DemoError: dpkg-deb is missing or fails, or the package has no such file.
-    """
+    tar stream) to ``dest``, through a temporary name so a broken run leaves nothing behind. DemoError: dpkg-deb
+    missing or failing, or no such file in the package."""
     wanted = member.removeprefix('./')
     partial = dest.with_name(dest.name + '.part')
     try:
