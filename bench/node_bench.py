@@ -126,14 +126,14 @@ def measure_overhead(client: StampedClient, labels: Inbox[Image], diag: Inbox[Di
         e2e_ms, publish_ms, lost = [], [], 0
         for index in range(frames + 3):  # the first 3 warm up the path (allocations, DDS buffers)
             stamp = client.next_stamp()
-            msg = image_message(Header(stamp=stamp, frame_id='bench'), image, 'rgb8')
-            client.send(publisher, stamp_ns(stamp), msg)
+            key = stamp_ns(stamp)
+            client.send(publisher, key, image_message(Header(stamp=stamp, frame_id='bench'), image, 'rgb8'))
             published = time.monotonic_ns()
-            if not client.wait([stamp_ns(stamp)], [labels], timeout=30):
+            if not client.wait([key], [labels], timeout=30):
                 lost += 1
             elif index >= 3:
-                e2e_ms.append(_served_ms(client, labels, stamp_ns(stamp)))
-                publish_ms.append((published - client.sent[stamp_ns(stamp)]) / 1e6)
+                e2e_ms.append(_served_ms(client, labels, key))
+                publish_ms.append((published - client.sent[key]) / 1e6)
         status = _diagnostics(client, diag)
     finally:
         _stop(client, node, publisher)
@@ -248,10 +248,10 @@ def measure_soak(client: StampedClient, labels: Inbox[Image], model: Path, size:
     try:
         for index in range(frames):
             stamp = client.next_stamp()
-            client.send(publisher, stamp_ns(stamp), image_message(Header(stamp=stamp, frame_id='soak'), image, 'rgb8'))
-            if client.wait([stamp_ns(stamp)], [labels], timeout=5):
-                served += 1
-            labels.take([stamp_ns(stamp)])
+            key = stamp_ns(stamp)
+            client.send(publisher, key, image_message(Header(stamp=stamp, frame_id='soak'), image, 'rgb8'))
+            served += client.wait([key], [labels], timeout=5)
+            labels.take([key])
             if index == frames // 10:
                 rss_warm = _rss_mb(pid)
         rss_end = _rss_mb(pid)
