@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from helpers import rtformer, rtformer_error
 
-from rtformer_ros.bags import add_bag_from_dataset_arguments, run_bag_from_dataset
-from rtformer_ros.bags.dataset import DEFAULT_START_NS, find_samples
+from rtformer_ros.bags.dataset import DEFAULT_START_NS
 from rtformer_ros.bags.errors import BagError
 from rtformer_ros.bags.reader import BagReader, header_stamp_ns
 from rtformer_ros.bags.writer import TYPESTORE, BagWriter, compressed_message, image_message, segmentation_topics
+from rtformer_ros.datasets import find_samples
 from rtformer_ros.image.codec import CodecError, decode_compressed, decode_image, decode_labels
 
 FRAMES = 3
-
-
-def bag_from_dataset(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    add_bag_from_dataset_arguments(parser)
-    return run_bag_from_dataset(parser.parse_args([*argv, '--no-progress']))
 
 
 def read_topic(path: Path, topic: str) -> list[tuple[int, object]]:
@@ -40,8 +34,8 @@ def camvid_files(camvid_dir: Path, count: int) -> list[tuple[Path, Path]]:
 def test_camvid_bag_holds_bgr8_frames_and_mono8_labels_at_the_rate(camvid_dir: Path, tmp_path: Path,
                                                                     storage: str) -> None:
     out = tmp_path / 'camvid'
-    assert bag_from_dataset('-o', str(out), '--root', str(camvid_dir), '--limit', str(FRAMES), '--storage', storage,
-                            '--rate', '4', '--frame-id', 'cam0') == 0
+    assert rtformer('bag-from-dataset', '-o', out, '--root', camvid_dir, '--limit', FRAMES, '--storage', storage,
+                    '--rate', '4', '--frame-id', 'cam0').rc == 0
     with BagReader(out) as bag:
         assert bag.topics == {'/camera/image_raw': 'sensor_msgs/msg/Image', '/camera/labels': 'sensor_msgs/msg/Image'}
     images = read_topic(out, '/camera/image_raw')
@@ -66,8 +60,8 @@ def test_camvid_bag_holds_bgr8_frames_and_mono8_labels_at_the_rate(camvid_dir: P
 
 def test_compressed_camvid_bag_holds_jpegs_on_the_compressed_topic(camvid_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / 'jpeg'
-    assert bag_from_dataset('-o', str(out), '--root', str(camvid_dir), '--limit', '2', '--compressed',
-                            '--storage', 'mcap', '--start', '12.5') == 0
+    assert rtformer('bag-from-dataset', '-o', out, '--root', camvid_dir, '--limit', '2', '--compressed',
+                    '--storage', 'mcap', '--start', '12.5').rc == 0
     images = read_topic(out, '/camera/image_raw/compressed')
     assert [t for t, _ in images] == [12_500_000_000, 12_600_000_000]
     (image_file, _), (_, msg) = camvid_files(camvid_dir, 1)[0], images[0]
@@ -93,7 +87,7 @@ def test_cityscapes_layout_pairs_train_id_labels_by_city(tmp_path: Path) -> None
     samples, void = find_samples(tmp_path)
     assert void is None and [s.image.parent.name for s in samples] == ['aachen', 'bonn']
     out = tmp_path / 'bag'
-    assert bag_from_dataset('-o', str(out), '--root', str(tmp_path)) == 0
+    assert rtformer('bag-from-dataset', '-o', out, '--root', tmp_path).rc == 0
     labels = [decode_labels(msg) for _, msg in read_topic(out, '/camera/labels')]
     assert [int(lab[0, 0]) for lab in labels] == [18, 255]
 
@@ -102,44 +96,43 @@ def test_image_folders_pair_by_stem_and_map_the_void_id(tmp_path: Path) -> None:
     write_png(tmp_path / 'img' / 'a.jpg', np.zeros((4, 6, 3), np.uint8))
     write_png(tmp_path / 'lab' / 'a.png', np.array([[0, 7, 3, 7, 1, 1]] * 4, np.uint8))
     out = tmp_path / 'bag'
-    assert bag_from_dataset('-o', str(out), '--images', str(tmp_path / 'img'), '--labels', str(tmp_path / 'lab'),
-                            '--void', '7', '--label-topic', '/gt', '--image-topic', '/cam/image') == 0
+    assert rtformer('bag-from-dataset', '-o', out, '--images', tmp_path / 'img', '--labels', tmp_path / 'lab',
+                    '--void', '7', '--label-topic', '/gt', '--image-topic', '/cam/image').rc == 0
     (_, msg), = read_topic(out, '/gt')
     np.testing.assert_array_equal(decode_labels(msg)[0], [0, 255, 3, 255, 1, 1])
 
 
-def test_sequence_keeps_only_the_frames_of_that_recording(tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_sequence_keeps_only_the_frames_of_that_recording(tmp_path: Path) -> None:
     for name, value in (('0001TP_000.png', 1), ('0006R0_000.png', 6), ('0006R0_001.png', 6), ('0016E5_000.png', 9)):
         write_png(tmp_path / 'img' / name, np.zeros((4, 6, 3), np.uint8))
         write_png(tmp_path / 'lab' / name, np.full((4, 6), value, np.uint8))
     folders = ('--images', str(tmp_path / 'img'), '--labels', str(tmp_path / 'lab'))
-    assert bag_from_dataset('-o', str(tmp_path / 'held'), *folders, '--sequence', '0006R0') == 0
+    assert rtformer('bag-from-dataset', '-o', tmp_path / 'held', *folders, '--sequence', '0006R0').rc == 0
     assert [int(decode_labels(msg)[0, 0]) for _, msg in read_topic(tmp_path / 'held', '/camera/labels')] == [6, 6]
-    assert bag_from_dataset('-o', str(tmp_path / 'none'), *folders, '--sequence', 'Seq05VD') == 1
-    assert capsys.readouterr().err.strip().endswith('--sequence Seq05VD: no frame of the dataset starts with it')
+    result = rtformer('bag-from-dataset', '-o', tmp_path / 'none', *folders, '--sequence', 'Seq05VD')
+    assert result.rc == 1
+    assert result.err == 'rtformer bag-from-dataset: --sequence Seq05VD: no frame of the dataset starts with it\n'
     assert not (tmp_path / 'none').exists()
 
 
-def test_bag_from_dataset_reports_unusable_input_in_one_line(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_bag_from_dataset_reports_unusable_input_in_one_line(tmp_path: Path) -> None:
     write_png(tmp_path / 'img' / 'a.png', np.zeros((4, 6, 3), np.uint8))
     (tmp_path / 'lab').mkdir()
-    assert bag_from_dataset('-o', str(tmp_path / 'x'), '--images', str(tmp_path / 'img'),
-                            '--labels', str(tmp_path / 'lab')) == 1
-    assert 'a.png: no label named a.*' in capsys.readouterr().err
-    assert bag_from_dataset('-o', str(tmp_path / 'x'), '--root', str(tmp_path)) == 1
-    assert 'neither CamVid' in capsys.readouterr().err
+    folders = ('--images', tmp_path / 'img', '--labels', tmp_path / 'lab')
+
+    def fails(*argv: object) -> str:
+        return rtformer_error('bag-from-dataset', '-o', tmp_path / 'x', *argv)
+
+    assert fails(*folders).endswith(f'img/a.png: no label named a.* in {tmp_path / "lab"}')
+    assert 'neither CamVid' in fails('--root', tmp_path)
+    assert fails('--images', tmp_path / 'img', '--labels', tmp_path / 'no').endswith('no: no such label directory')
+    assert fails('--images', tmp_path / 'no', '--labels', tmp_path / 'lab').endswith('no: no such image directory')
     write_png(tmp_path / 'lab' / 'a.png', np.zeros((5, 6), np.uint8))
-    assert bag_from_dataset('-o', str(tmp_path / 'x'), '--images', str(tmp_path / 'img'),
-                            '--labels', str(tmp_path / 'lab')) == 1
-    assert 'differs from image size' in capsys.readouterr().err
+    assert 'lab/a.png: label is 5x6 (HxW) but image' in fails(*folders)
     assert not (tmp_path / 'x').exists()  # the half-written bag is removed
     (tmp_path / 'exists').mkdir()
     write_png(tmp_path / 'lab' / 'a.png', np.zeros((4, 6), np.uint8))
-    assert bag_from_dataset('-o', str(tmp_path / 'exists'), '--images', str(tmp_path / 'img'),
-                            '--labels', str(tmp_path / 'lab')) == 1
-    assert 'exists already' in capsys.readouterr().err
+    assert 'exists already' in rtformer_error('bag-from-dataset', '-o', tmp_path / 'exists', *folders)
 
 
 def image(encoding: str, pixels: np.ndarray, pad: int = 0) -> object:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import subprocess
@@ -12,44 +11,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import IMAGE, LABELS, brute_force, camvid_bag, rtformer, rtformer_error, stripes
 
-from rtformer_ros.bags import add_eval_arguments, run_eval
-from rtformer_ros.bags.dataset import find_samples, load_sample, write_dataset_bag
+from rtformer_ros.bags.dataset import load_sample
 from rtformer_ros.bags.reader import BagReader
 from rtformer_ros.bags.writer import TYPESTORE, BagWriter, compressed_message, image_message
+from rtformer_ros.datasets import find_samples
 from rtformer_ros.engine import SegmentationEngine
 from rtformer_ros.image.codec import decode_image, decode_labels
 
 FRAMES = 4
 CAMVID_CLASSES = 11
-IMAGE, LABELS = '/camera/image_raw', '/camera/labels'
-
-
-def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    add_eval_arguments(parser)
-    return run_eval(parser.parse_args([*argv, '--no-progress']))
 
 
 def report(out: Path) -> dict:
     return json.loads((out / 'report.json').read_text())
-
-
-def brute_force(labels: list[np.ndarray], preds: list[np.ndarray], k: int) -> dict[str, object]:
-    """IoU per class, mIoU, pixel accuracy, fwIoU by per-class pixel loops over the raw arrays."""
-    inter, union, truth = np.zeros(k), np.zeros(k), np.zeros(k)
-    correct = counted = 0
-    for label, pred in zip(labels, preds, strict=True):
-        valid = label != 255
-        counted += int(valid.sum())
-        correct += int(((label == pred) & valid).sum())
-        for c in range(k):
-            inter[c] += ((label == c) & (pred == c) & valid).sum()
-            union[c] += (((label == c) | (pred == c)) & valid).sum()
-            truth[c] += ((label == c) & valid).sum()
-    iou = [inter[c] / union[c] if union[c] else math.nan for c in range(k)]
-    fw = sum(truth[c] / counted * iou[c] for c in range(k) if truth[c])
-    return {'iou': iou, 'miou': float(np.nanmean(iou)), 'acc': correct / counted, 'fw': fw, 'pixels': counted}
 
 
 def camvid_truth(camvid_dir: Path, tiny_model: Path, jpeg: bool = False) -> dict[str, object]:
@@ -64,13 +40,6 @@ def camvid_truth(camvid_dir: Path, tiny_model: Path, jpeg: bool = False) -> dict
             preds.append(engine.infer(bgr, 'bgr').labels)
             labels.append(label)
     return brute_force(labels, preds, CAMVID_CLASSES)
-
-
-def camvid_bag(camvid_dir: Path, path: Path, storage: str = 'sqlite3', compressed: bool = False) -> Path:
-    samples, void = find_samples(camvid_dir, 'val')
-    write_dataset_bag(samples[:FRAMES], path, void=void, storage=storage, compressed=compressed,
-                      image_topic=IMAGE + ('/compressed' if compressed else ''), label_topic=LABELS, progress=False)
-    return path
 
 
 def assert_scores(got: dict, expect: dict) -> None:
@@ -88,10 +57,10 @@ def assert_scores(got: dict, expect: dict) -> None:
 @pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])
 def test_eval_scores_equal_brute_force_on_camvid(camvid_dir: Path, tiny_model: Path, tmp_path: Path,
                                                  storage: str) -> None:
-    bag = camvid_bag(camvid_dir, tmp_path / 'bag', storage)
+    bag = camvid_bag(camvid_dir, tmp_path / 'bag', FRAMES, storage=storage)
     out = tmp_path / 'report'
-    assert run('--bag', str(bag), '--image-topic', IMAGE, '--label-topic', LABELS, '--model', str(tiny_model),
-               '--out', str(out), '--providers', 'cpu') == 0
+    assert rtformer('eval', '--bag', bag, '--image-topic', IMAGE, '--label-topic', LABELS, '--model', tiny_model,
+                    '--out', out, '--providers', 'cpu').rc == 0
     got = report(out)
     assert_scores(got, camvid_truth(camvid_dir, tiny_model))
     assert got['frames'] == FRAMES and got['unpaired'] == 0 and got['skipped'] == 0
@@ -107,25 +76,18 @@ def test_eval_scores_equal_brute_force_on_camvid(camvid_dir: Path, tiny_model: P
 
 def test_eval_scores_compressed_images_like_their_decoded_jpegs(camvid_dir: Path, tiny_model: Path,
                                                                 tmp_path: Path) -> None:
-    bag = camvid_bag(camvid_dir, tmp_path / 'bag', 'mcap', compressed=True)
+    bag = camvid_bag(camvid_dir, tmp_path / 'bag', FRAMES, storage='mcap', compressed=True)
     out = tmp_path / 'report'
-    assert run('--bag', str(bag), '--image-topic', IMAGE + '/compressed', '--label-topic', LABELS,
-               '--model', str(tiny_model), '--out', str(out)) == 0
+    assert rtformer('eval', '--bag', bag, '--image-topic', IMAGE + '/compressed', '--label-topic', LABELS,
+                    '--model', tiny_model, '--out', out).rc == 0
     assert_scores(report(out), camvid_truth(camvid_dir, tiny_model, jpeg=True))
 
 
 def blocks(size: tuple[int, int] = (16, 24)) -> tuple[np.ndarray, np.ndarray]:
     """A BGR frame of red | green | blue thirds and labels 0 | 1 | 5: the tiny model gets 0 and 1 right."""
-    height, width = size
-    bgr = np.zeros((height, width, 3), np.uint8)
-    labels = np.zeros((height, width), np.uint8)
-    third = width // 3
-    bgr[:, :third] = (0, 0, 255)
-    bgr[:, third:2 * third] = (0, 255, 0)
-    bgr[:, 2 * third:] = (255, 0, 0)
-    labels[:, third:2 * third] = 1
-    labels[:, 2 * third:] = 5
-    return bgr, labels
+    bgr = stripes(size, (0, 0, 255), (0, 255, 0), (255, 0, 0))
+    labels = np.choose(np.arange(size[1]) * 3 // size[1], [0, 1, 5]).astype(np.uint8)
+    return bgr, np.tile(labels, (size[0], 1))
 
 
 def one_frame_bag(path: Path, bgr: np.ndarray, labels: np.ndarray, label_stamp: int = 1) -> None:
@@ -166,8 +128,8 @@ def test_eval_counts_unpaired_and_corrupt_messages_and_scores_the_rest(tiny_mode
     for bag, skipped, unpaired in ((raw_bag, {'corrupt': 1, 'undecodable': 1}, {IMAGE: 1, LABELS: 1}),
                                    (jpeg_bag, {'undecodable': 1}, {IMAGE: 0, LABELS: 2})):
         out = tmp_path / f'{bag.name}_report'
-        assert run('--bag', str(bag), '--image-topic', IMAGE, '--label-topic', LABELS, '--model', str(tiny_model),
-                   '--out', str(out)) == 0
+        assert rtformer('eval', '--bag', bag, '--image-topic', IMAGE, '--label-topic', LABELS, '--model', tiny_model,
+                        '--out', out).rc == 0
         got = report(out)
         assert got['frames'] == 3
         assert got['skipped_by_reason'] == skipped and got['skipped'] == sum(skipped.values())
@@ -188,55 +150,47 @@ def test_eval_counts_unpaired_and_corrupt_messages_and_scores_the_rest(tiny_mode
         assert 'Out-of-domain band for rtformer_node' in (out / 'report.md').read_text()
 
 
-def test_eval_of_missing_topic_lists_the_bags_topics(camvid_dir: Path, tiny_model: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    bag = camvid_bag(camvid_dir, tmp_path / 'bag')
-    assert run('--bag', str(bag), '--image-topic', '/cam/nope', '--label-topic', LABELS, '--model',
-               str(tiny_model), '--out', str(tmp_path / 'r')) == 1
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
+def test_eval_of_missing_topic_lists_the_bags_topics(camvid_dir: Path, tiny_model: Path, tmp_path: Path) -> None:
+    bag = camvid_bag(camvid_dir, tmp_path / 'bag', FRAMES)
+    err = rtformer_error('eval', '--bag', bag, '--image-topic', '/cam/nope', '--label-topic', LABELS, '--model',
+                         tiny_model, '--out', tmp_path / 'r')
     assert 'no topic /cam/nope' in err
     assert '/camera/image_raw (sensor_msgs/msg/Image), /camera/labels (sensor_msgs/msg/Image)' in err
     assert not (tmp_path / 'r').exists()
 
 
-def test_eval_of_missing_or_unreadable_bag_is_one_line(tiny_model: Path, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    args = ('--image-topic', IMAGE, '--label-topic', LABELS, '--model', str(tiny_model), '--out', str(tmp_path / 'r'))
-    assert run('--bag', str(tmp_path / 'nothing'), *args) == 1
-    assert capsys.readouterr().err.strip() == f'rtformer eval: {tmp_path / "nothing"}: no such bag'
+def test_eval_of_missing_or_unreadable_bag_is_one_line(tiny_model: Path, tmp_path: Path) -> None:
+    args = ('--image-topic', IMAGE, '--label-topic', LABELS, '--model', tiny_model, '--out', tmp_path / 'r')
+    assert rtformer('eval', '--bag', tmp_path / 'nothing', *args) == (
+        1, '', f'rtformer eval: {tmp_path / "nothing"}: no such bag\n')
     (tmp_path / 'empty').mkdir()
-    assert run('--bag', str(tmp_path / 'empty'), *args) == 1
-    assert 'empty: cannot read bag' in capsys.readouterr().err
+    assert 'empty: cannot read bag' in rtformer_error('eval', '--bag', tmp_path / 'empty', *args)
 
 
-def test_eval_stops_on_label_ids_beyond_the_models_classes(tiny_model: Path, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_stops_on_label_ids_beyond_the_models_classes(tiny_model: Path, tmp_path: Path) -> None:
     bgr, labels = blocks()
     labels[0, 0] = 19  # a Cityscapes id against an 11-class CamVid model
     one_frame_bag(tmp_path / 'bag', bgr, labels)
-    assert run('--bag', str(tmp_path / 'bag'), '--image-topic', IMAGE, '--label-topic', LABELS,
-               '--model', str(tiny_model), '--out', str(tmp_path / 'r'), '--write-bag', str(tmp_path / 'seg')) == 1
-    err = capsys.readouterr().err
+    err = rtformer_error('eval', '--bag', tmp_path / 'bag', '--image-topic', IMAGE, '--label-topic', LABELS,
+                         '--model', tiny_model, '--out', tmp_path / 'r', '--write-bag', tmp_path / 'seg')
     assert '/camera/labels at stamp 0.000000001: label id 19 is outside 0..10' in err and '11 classes' in err
     assert not (tmp_path / 'seg').exists()  # no half-written bag left behind
 
 
-def test_eval_with_nothing_scorable_fails(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_with_nothing_scorable_fails(tiny_model: Path, tmp_path: Path) -> None:
     bgr, labels = blocks()
     one_frame_bag(tmp_path / 'bag', bgr, labels, label_stamp=2)  # labels of another frame: nothing pairs
-    assert run('--bag', str(tmp_path / 'bag'), '--image-topic', IMAGE, '--label-topic', LABELS,
-               '--model', str(tiny_model), '--out', str(tmp_path / 'r')) == 1
-    assert 'no frame could be scored (0 paired by stamp; unpaired: /camera/image_raw 1, /camera/labels 1' in (
-        capsys.readouterr().err)
+    err = rtformer_error('eval', '--bag', tmp_path / 'bag', '--image-topic', IMAGE, '--label-topic', LABELS,
+                         '--model', tiny_model, '--out', tmp_path / 'r')
+    assert 'no frame could be scored (0 paired by stamp; unpaired: /camera/image_raw 1, /camera/labels 1' in err
 
 
 def test_write_bag_round_trip_keeps_stamps_and_adds_segmentation_topics(
-        camvid_dir: Path, tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bag = camvid_bag(camvid_dir, tmp_path / 'bag')
+        camvid_dir: Path, tiny_model: Path, tmp_path: Path) -> None:
+    bag = camvid_bag(camvid_dir, tmp_path / 'bag', FRAMES)
     written = tmp_path / 'segmented'
-    assert run('--bag', str(bag), '--image-topic', IMAGE, '--label-topic', LABELS, '--model', str(tiny_model),
-               '--out', str(tmp_path / 'r'), '--write-bag', str(written), '--storage', 'mcap') == 0
+    assert rtformer('eval', '--bag', bag, '--image-topic', IMAGE, '--label-topic', LABELS, '--model', tiny_model,
+                    '--out', tmp_path / 'r', '--write-bag', written, '--storage', 'mcap').rc == 0
     seg = {kind: f'/camera/segmentation/{kind}' for kind in ('labels', 'color', 'overlay')}
     with BagReader(bag) as src, BagReader(written) as out:
         assert out.topics == {IMAGE: 'sensor_msgs/msg/Image', **{t: 'sensor_msgs/msg/Image' for t in seg.values()}}
@@ -256,9 +210,9 @@ def test_write_bag_round_trip_keeps_stamps_and_adds_segmentation_topics(
                 if kind == 'labels':
                     np.testing.assert_array_equal(decode_labels(msg), pred)
     assert report(tmp_path / 'r')['write_bag']['messages'][seg['overlay']] == FRAMES
-    assert run('--bag', str(bag), '--image-topic', IMAGE, '--label-topic', LABELS, '--model', str(tiny_model),
-               '--out', str(tmp_path / 'r'), '--write-bag', str(written)) == 1
-    assert f'{written}: exists already, not overwriting' in capsys.readouterr().err
+    err = rtformer_error('eval', '--bag', bag, '--image-topic', IMAGE, '--label-topic', LABELS, '--model', tiny_model,
+                         '--out', tmp_path / 'r', '--write-bag', written)
+    assert f'{written}: exists already, not overwriting' in err
 
 
 def test_eval_scores_recorded_predictions_without_a_model(camvid_dir: Path, tmp_path: Path) -> None:
@@ -272,13 +226,13 @@ def test_eval_scores_recorded_predictions_without_a_model(camvid_dir: Path, tmp_
             bag.write(LABELS, stamp, image_message(stamp, 'cam', labels, 'mono8'))
             bag.write('/seg', stamp + 5, image_message(stamp, 'cam', pred, 'mono8'))
     expect = brute_force([labels] * 2, [pred] * 2, 6)
-    assert run('--bag', str(tmp_path / 'bag'), '--label-topic', LABELS, '--pred-topic', '/seg',
-               '--out', str(tmp_path / 'generic')) == 0
+    assert rtformer('eval', '--bag', tmp_path / 'bag', '--label-topic', LABELS, '--pred-topic', '/seg',
+                    '--out', tmp_path / 'generic').rc == 0
     got = report(tmp_path / 'generic')
     assert list(got['per_class_iou']) == [f'class_{i}' for i in range(6)]  # ids seen: 0..5
     assert got['miou'] == pytest.approx(expect['miou']) and got['latency_ms']['p50'] is None
-    assert run('--bag', str(tmp_path / 'bag'), '--label-topic', LABELS, '--pred-topic', '/seg', '--dataset', 'camvid',
-               '--out', str(tmp_path / 'camvid')) == 0
+    assert rtformer('eval', '--bag', tmp_path / 'bag', '--label-topic', LABELS, '--pred-topic', '/seg',
+                    '--dataset', 'camvid', '--out', tmp_path / 'camvid').rc == 0
     got = report(tmp_path / 'camvid')
     assert got['per_class_iou']['Road'] == pytest.approx(expect['iou'][3]) and got['frames'] == 2
 
@@ -290,10 +244,8 @@ def test_eval_needs_neither_torch_nor_ros_packages(tiny_model: Path, tmp_path: P
     blocked = ('torch', 'rclpy', 'sensor_msgs', 'std_msgs')
     script = (
         f'import sys; sys.modules.update(dict.fromkeys({blocked!r}))\n'
-        'import argparse\n'
-        'from rtformer_ros.bags import add_eval_arguments, run_eval\n'
-        'parser = argparse.ArgumentParser(); add_eval_arguments(parser)\n'
-        'sys.exit(run_eval(parser.parse_args(sys.argv[1:])))\n')
+        'from rtformer_ros.cli import main\n'
+        "sys.exit(main(['eval', *sys.argv[1:]]))\n")
     result = subprocess.run([sys.executable, '-c', script, '--bag', str(tmp_path / 'bag'), '--image-topic', IMAGE,
                              '--label-topic', LABELS, '--model', str(tiny_model), '--out', str(tmp_path / 'r'),
                              '--write-bag', str(tmp_path / 'seg')], capture_output=True, text=True, timeout=120)

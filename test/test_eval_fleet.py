@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import rtformer, rtformer_error
 
 from rtformer_ros.bags.fleet import find_bags, parse_shard, shard_indices
 from rtformer_ros.bags.writer import BagWriter, image_message
-from rtformer_ros.cli import main
 
 IMAGE, LABELS, PRED = '/camera/image_raw', '/camera/labels', '/camera/segmentation/labels'
 TIMINGS = ('latency_ms', 'throughput_fps', 'wall_fps')  # measured, so they differ between two runs
@@ -64,20 +64,16 @@ def untimed(rep: dict) -> dict:
     return {key: value for key, value in rep.items() if key not in TIMINGS}
 
 
-def cli(*argv: str) -> int:
-    return main([*argv, '--no-progress'] if argv[0] == 'eval' else list(argv))
-
-
 def test_two_shards_merge_to_one_run_and_to_the_sum_of_single_bag_runs(
-        fleet: Path, tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        fleet: Path, tiny_model: Path, tmp_path: Path) -> None:
     args = ('--image-topic', IMAGE, '--label-topic', LABELS, '--model', str(tiny_model), '--providers', 'cpu',
             '--samples', '3')
-    assert cli('eval', '--bags', str(fleet), '--workers', '2', '--out', str(tmp_path / 'one'), *args) == 0
-    assert 'labels_only: no topic /camera/image_raw' in capsys.readouterr().err
+    result = rtformer('eval', '--bags', fleet, '--workers', '2', '--out', tmp_path / 'one', *args)
+    assert result.rc == 0 and 'labels_only: no topic /camera/image_raw' in result.err
     for index in (0, 1):
-        assert cli('eval', '--bags', str(fleet), '--shard', f'{index}/2', '--out', str(tmp_path / 'parts'),
-                   *args) == 0
-    assert cli('eval-merge', str(tmp_path / 'parts'), '--out', str(tmp_path / 'merged')) == 0
+        assert rtformer('eval', '--bags', fleet, '--shard', f'{index}/2', '--out', tmp_path / 'parts',
+                        *args).rc == 0
+    assert rtformer('eval-merge', tmp_path / 'parts', '--out', tmp_path / 'merged').rc == 0
     one, merged = report(tmp_path / 'one'), report(tmp_path / 'merged')
     assert untimed(merged) == untimed(one)
 
@@ -86,7 +82,7 @@ def test_two_shards_merge_to_one_run_and_to_the_sum_of_single_bag_runs(
     assert [Path(p).name for p in good] == ['run1', 'run2', 'run3', 'run4']
     singles = []
     for i, path in enumerate(good):
-        assert cli('eval', '--bag', path, '--out', str(tmp_path / f's{i}'), *args) == 0
+        assert rtformer('eval', '--bag', path, '--out', str(tmp_path / f's{i}'), *args).rc == 0
         singles.append(report(tmp_path / f's{i}'))
     assert one['confusion'] == np.sum([s['confusion'] for s in singles], axis=0).tolist()
     for key in ('frames', 'paired', 'unpaired', 'skipped', 'pixels'):
@@ -114,45 +110,39 @@ def test_generic_classes_pad_to_the_most_ids_seen_in_any_bag(tmp_path: Path) -> 
     write_bag(tmp_path / 'bags' / 'few', 6, 2, topics=(LABELS, PRED), max_id=3)
     write_bag(tmp_path / 'bags' / 'many', 7, 2, topics=(LABELS, PRED), max_id=6)
     args = ('--bags', str(tmp_path / 'bags' / '*'), '--label-topic', LABELS, '--pred-topic', PRED)
-    assert cli('eval', *args, '--out', str(tmp_path / 'one')) == 0
+    assert rtformer('eval', *args, '--out', tmp_path / 'one').rc == 0
     for index in range(3):  # more shards than bags: one shard scores nothing, and says so in its part
         out = tmp_path / 'parts' / ('last.json' if index == 2 else '')  # a folder, or the part file itself
-        assert cli('eval', *args, '--shard', f'{index}/3', '--out', str(out)) == 0
+        assert rtformer('eval', *args, '--shard', f'{index}/3', '--out', out).rc == 0
     assert json.loads((tmp_path / 'parts' / 'last.json').read_text())['shard'] == [2, 3]
-    assert cli('eval-merge', *map(str, (tmp_path / 'parts').glob('*.json')), '--out', str(tmp_path / 'm')) == 0
+    assert rtformer('eval-merge', *(tmp_path / 'parts').glob('*.json'), '--out', tmp_path / 'm').rc == 0
     one = report(tmp_path / 'one')
     assert len(one['class_names']) == 7 and np.asarray(one['confusion']).shape == (7, 7)
     assert untimed(report(tmp_path / 'm')) == untimed(one)
 
 
-def test_merge_refuses_missing_duplicate_and_foreign_shards(fleet: Path, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    def shard(index: int, count: int, out: str, bags: str = str(fleet / 'robot_a')) -> Path:
-        assert cli('eval', '--bags', bags, '--label-topic', LABELS, '--pred-topic', LABELS + '_pred_none',
-                   '--shard', f'{index}/{count}', '--out', str(tmp_path / out)) == 0
+def test_merge_refuses_missing_duplicate_and_foreign_shards(fleet: Path, tmp_path: Path) -> None:
+    def shard(index: int, count: int, out: str, bags: Path = fleet / 'robot_a') -> Path:
+        assert rtformer('eval', '--bags', bags, '--label-topic', LABELS, '--pred-topic', LABELS + '_pred_none',
+                        '--shard', f'{index}/{count}', '--out', tmp_path / out).rc == 0
         return next((tmp_path / out).glob(f'part-{index}-of-{count}.json'))
 
     # No bag has the prediction topic: every bag fails, but the parts are written and name the reason.
     first, second = shard(0, 2, 'a'), shard(1, 2, 'b')
-    capsys.readouterr()
     cases = {
-        (str(first),): 'missing shards 1 of 2 (got 0)',
-        (str(first), str(first)): f'shard 0/2 given twice ({first}, {first})',
-        (str(first), str(shard(1, 2, 'c', str(fleet / 'robot_b')))): 'bag listing differs',
-        (str(first), str(shard(1, 3, 'd'))): 'shard 1/3, but',
-        (str(first), str(second)): 'no frame of 2 bags could be scored',
+        (first,): 'missing shards 1 of 2 (got 0)',
+        (first, first): f'shard 0/2 given twice ({first}, {first})',
+        (first, shard(1, 2, 'c', fleet / 'robot_b')): 'bag listing differs',
+        (first, shard(1, 3, 'd')): 'shard 1/3, but',
+        (first, second): 'no frame of 2 bags could be scored',
     }
     (tmp_path / 'junk.json').write_text('{"a": 1}')
-    cases[(str(tmp_path / 'junk.json'),)] = 'not an rtformer eval part'
-    capsys.readouterr()
+    cases[(tmp_path / 'junk.json',)] = 'not an rtformer eval part'
     for parts, expected in cases.items():
-        assert cli('eval-merge', *parts, '--out', str(tmp_path / 'm')) == 1, parts
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and err.startswith('rtformer eval-merge: ') and expected in err, err
-    assert cli('eval', '--bags', str(tmp_path / 'nothing*'), '--label-topic', LABELS, '--pred-topic', PRED) == 1
-    assert 'nothing*: no bags there' in capsys.readouterr().err
-    assert cli('eval', '--bag', str(fleet), '--label-topic', LABELS, '--pred-topic', PRED, '--workers', '2') == 1
-    assert '--workers and --shard go with --bags' in capsys.readouterr().err
+        assert expected in rtformer_error('eval-merge', *parts, '--out', tmp_path / 'm'), parts
+    topics = ('--label-topic', LABELS, '--pred-topic', PRED)
+    assert 'nothing*: no bags there' in rtformer_error('eval', '--bags', tmp_path / 'nothing*', *topics)
+    assert '--workers and --shard go with --bags' in rtformer_error('eval', '--bag', fleet, *topics, '--workers', '2')
 
 
 def test_listing_and_shares(fleet: Path, tmp_path: Path) -> None:

@@ -8,8 +8,7 @@ tests skip, and the node is started with each params file and the remaps the lau
 
 from __future__ import annotations
 
-import ast
-import fnmatch
+import importlib.util
 import os
 import re
 import signal
@@ -17,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
+from importlib.metadata import distribution
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -43,53 +44,102 @@ ARGUMENTS = ['variant', 'model', 'image', 'camera_info', 'cameras', 'namespace',
              'input_transport', 'log_level', 'respawn', 'managed', 'autostart', 'rviz']
 
 
-def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
-    return [node for node in ast.walk(tree) if isinstance(node, ast.Call)
-            and getattr(node.func, 'id', getattr(node.func, 'attr', None)) == name]
+class _Entity:
+    """Stands in for a launch / launch_ros class: keeps what the launch file passed to it."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.args, self.kwargs = args, kwargs
 
 
-def _keyword(call: ast.Call, name: str) -> ast.expr | None:
-    return next((kw.value for kw in call.keywords if kw.arg == name), None)
+class _Configuration(_Entity):
+    def perform(self, context: _Context) -> str:
+        return context.values[self.args[0]]
 
 
-@pytest.fixture(scope='module')
-def launch_tree() -> ast.Module:
-    return ast.parse(LAUNCH.read_text(), str(LAUNCH))
+class _Context:
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
 
 
-def test_launch_declares_the_documented_arguments(launch_tree: ast.Module) -> None:
-    calls = _calls(launch_tree, 'DeclareLaunchArgument')
-    names = [ast.literal_eval(call.args[0]) for call in calls]
-    assert names == ARGUMENTS
-    variant = calls[0]
-    assert ast.literal_eval(_keyword(variant, 'choices')) == list(VARIANTS)
-    assert ast.literal_eval(_keyword(variant, 'default_value')) == 'slim'
+_STANDINS = {
+    'launch': ('LaunchContext', 'LaunchDescription'),
+    'launch.actions': ('DeclareLaunchArgument', 'EmitEvent', 'OpaqueFunction', 'RegisterEventHandler'),
+    'launch.event_handlers': ('OnProcessStart',),
+    'launch.events': ('matches_action',),
+    'launch.substitutions': ('LaunchConfiguration', 'PathJoinSubstitution'),
+    'launch_ros.actions': ('LifecycleNode', 'Node'),
+    'launch_ros.event_handlers': ('OnStateTransition',),
+    'launch_ros.events.lifecycle': ('ChangeState',),
+    'launch_ros.parameter_descriptions': ('ParameterValue',),
+    'launch_ros.substitutions': ('FindPackageShare',),
+}
+
+
+class LaunchFile:
+    """The launch file run as ros2 launch runs it, on stand-ins for launch/launch_ros (no PyPI wheels: the real
+    packages run it in the real-launch tests below): its declared arguments, and the actions it builds for given
+    argument values."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for module_name, names in _STANDINS.items():
+            module = types.ModuleType(module_name)
+            for name in names:
+                setattr(module, name, _Configuration if name == 'LaunchConfiguration'
+                        else type(name, (_Entity,), {}))
+            monkeypatch.setitem(sys.modules, module_name, module)
+        spec = importlib.util.spec_from_file_location('rtformer_launch', LAUNCH)
+        self.module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self.module)
+        entities = self.module.generate_launch_description().args[0]
+        self.arguments = {e.args[0]: e.kwargs for e in entities if type(e).__name__ == 'DeclareLaunchArgument'}
+        (self.opaque,) = (e for e in entities if type(e).__name__ == 'OpaqueFunction')
+
+    def actions(self, **given: str) -> list[_Entity]:
+        """What the launch file starts for ``name:=value`` arguments (the others at their defaults)."""
+        defaults = {name: kwargs['default_value'] for name, kwargs in self.arguments.items()}
+        context = _Context({**defaults, 'params_file': str(CONFIG / 'rtformer_slim.yaml'), **given})
+        return self.opaque.kwargs['function'](context)
+
+
+@pytest.fixture
+def launch_file(monkeypatch: pytest.MonkeyPatch) -> LaunchFile:
+    return LaunchFile(monkeypatch)
+
+
+def test_launch_declares_the_documented_arguments(launch_file: LaunchFile) -> None:
+    assert list(launch_file.arguments) == ARGUMENTS
+    assert launch_file.arguments['variant']['choices'] == list(VARIANTS)
+    assert launch_file.arguments['variant']['default_value'] == 'slim'
     # Every argument is in docs/robot.md's table of launch arguments.
     text = (REPO / 'docs' / 'robot.md').read_text()
-    missing = [name for name in names if not re.search(rf'^\| `{name}` \|', text, re.M)]
+    missing = [name for name in ARGUMENTS if not re.search(rf'^\| `{name}` \|', text, re.M)]
     assert not missing, f'docs/robot.md has no row for launch argument(s) {missing}'
 
 
-def test_launch_runs_executables_that_setup_py_installs(launch_tree: ast.Module) -> None:
-    constants = {node.targets[0].id: ast.literal_eval(node.value) for node in launch_tree.body
-                 if isinstance(node, ast.Assign) and isinstance(node.value, (ast.Constant, ast.Dict))}
-    assert (constants['PACKAGE'], constants['NODE_NAME']) == ('rtformer_ros', NODE_NAME)
-    setup = ast.parse((REPO / 'setup.py').read_text())
-    scripts = [ast.literal_eval(node) for node in ast.walk(setup) if isinstance(node, ast.Constant)
-               and isinstance(node.value, str) and re.fullmatch(r'\s*\w+\s*=\s*[\w.]+:\w+\s*', node.value)]
-    entry = {line.split('=')[0].strip(): line.split('=')[1].strip() for line in scripts}
-    assert entry.get(NODE_NAME) == 'rtformer_ros.ros.node:main'
-    # managed:=false|true picks rtformer_node|rtformer_lifecycle_node; the lifecycle one comes with its module.
-    assert constants['EXECUTABLES']['false'] == NODE_NAME
-    if find_spec('rtformer_ros.ros.lifecycle') is not None:
-        assert constants['EXECUTABLES']['true'] in entry
-    # The launch file and configs it needs are installed to share/: some data_files glob in setup.py matches them.
-    patterns = [node.value for node in ast.walk(setup) if isinstance(node, ast.Constant)
-                and isinstance(node.value, str) and '*' in node.value]
-    shipped = [LAUNCH, CONFIG / 'rtformer.rviz', *(CONFIG / f'rtformer_{v}.yaml' for v in VARIANTS)]
-    for path in shipped:
-        relative = path.relative_to(REPO).as_posix()
-        assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), relative
+@pytest.mark.parametrize(('managed', 'kind', 'entry'), [('false', 'Node', 'rtformer_ros.ros.node:main'),
+                                                        ('true', 'LifecycleNode', 'rtformer_ros.ros.lifecycle:main')])
+def test_launch_runs_the_installed_console_script_of_the_node(launch_file: LaunchFile, managed: str, kind: str,
+                                                              entry: str) -> None:
+    scripts = {ep.name: ep.value for ep in distribution('rtformer_ros').entry_points if ep.group == 'console_scripts'}
+    actions = launch_file.actions(managed=managed, image='/cam/image_raw')
+    (node,) = (a for a in actions if type(a).__name__ in ('Node', 'LifecycleNode'))
+    assert type(node).__name__ == kind
+    assert (node.kwargs['package'], node.kwargs['name']) == ('rtformer_ros', NODE_NAME)
+    assert scripts.get(node.kwargs['executable']) == entry
+    assert node.kwargs['remappings'] == [('image', '/cam/image_raw'), ('image/compressed', '/cam/image_raw/compressed'),
+                                         ('camera_info', 'camera_info')]
+    # managed:=true with autostart: configure and activate handlers come first, then the node.
+    assert [type(a).__name__ for a in actions] == (['RegisterEventHandler'] * 2 if managed == 'true' else []) + [kind]
+
+
+def test_launch_refuses_a_missing_params_file_and_image_remaps_with_cameras(launch_file: LaunchFile) -> None:
+    with pytest.raises(FileNotFoundError, match='params_file /no/such.yaml does not exist'):
+        launch_file.actions(params_file='/no/such.yaml')
+    with pytest.raises(ValueError, match='image:= and camera_info:= remap a single camera'):
+        launch_file.actions(cameras='front,rear', image='/cam/image_raw')
+    (node,) = launch_file.actions(cameras='[front, rear]', model='m.onnx')
+    assert node.kwargs['remappings'] == [] and node.kwargs['parameters'][1]['cameras'] == ['front', 'rear']
+    assert node.kwargs['parameters'][1]['model'] == 'm.onnx'
 
 
 @pytest.mark.parametrize('variant', VARIANTS)

@@ -250,6 +250,19 @@ def test_readme_quick_start_is_two_executable_scripts():
         assert os.access(script, os.X_OK), f'{command} is not executable (chmod +x, then git add)'
 
 
+def test_readme_layout_matches_the_tree():
+    section = (REPO / 'README.md').read_text().split('\n## Layout\n', 1)[1].split('\n## ', 1)[0]
+    (block,) = re.findall(r'```\n(.*?)```', section, re.DOTALL)
+    named = set(re.findall(r'[\w.-]+/?', block))
+    package = {f'{path.name}/' if path.is_dir() else path.name for path in (REPO / PACKAGE).iterdir()
+               if path.suffix == '.py' and path.name != '__init__.py' or (path / '__init__.py').is_file()}
+    folders = {f'{name}/' for name in source_entries() if (REPO / name).is_dir() and not name.startswith('.')}
+    assert not (package | folders) - named, f'README.md Layout does not name {sorted((package | folders) - named)}'
+    # Each entry of the package part (indented under rtformer_ros/) exists.
+    listed = re.findall(r'^  ([\w.]+/?) ', block, re.M)
+    assert listed and not set(listed) - package, f'README.md Layout names {sorted(set(listed) - package)}'
+
+
 # --- pip install ---------------------------------------------------------------------------------------------------
 
 

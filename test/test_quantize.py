@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from helpers import stripes
 from onnx import numpy_helper
 
 from rtformer_ros.bags.writer import BagWriter, image_message
@@ -24,13 +25,7 @@ COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (20, 20, 20), (255, 255, 255),
 
 def frames_of_colours(hw: tuple[int, int] = (64, 80)) -> list[np.ndarray]:
     """RGB frames: left half one colour, right half another, so calibration sees every class."""
-    out = []
-    for i, left in enumerate(COLOURS):
-        frame = np.empty((*hw, 3), np.uint8)
-        frame[:] = left
-        frame[:, hw[1] // 2:] = COLOURS[(i + 1) % len(COLOURS)]
-        out.append(frame)
-    return out
+    return [stripes(hw, left, COLOURS[(i + 1) % len(COLOURS)]) for i, left in enumerate(COLOURS)]
 
 
 @pytest.fixture(scope='module')
@@ -192,7 +187,6 @@ def test_confidence_op_softmax_and_direct_give_the_same_confidence(tiny_model: P
         quantize_model(source, tmp_path / 'x.onnx', image_folder, confidence_op='exp', progress=False)
 
 
-@pytest.mark.skipif(not SHIPPED.exists(), reason='no shipped model')
 def test_shipped_model_quantized_on_camvid_train_agrees_with_fp32_on_val(camvid_dir: Path, tmp_path: Path):
     out = quantize_model(SHIPPED, tmp_path / 'int8.onnx', camvid_dir / 'train', frames=8, progress=False)
     files = sorted((camvid_dir / 'val').glob('*.png'))[::50]

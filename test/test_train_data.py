@@ -6,21 +6,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import rtformer
 from PIL import Image
 
+from rtformer_ros.bags.reader import BagReader
 from rtformer_ros.classes import IGNORE_INDEX
-from rtformer_ros.train import main
-from rtformer_ros.train.datasets import (
+from rtformer_ros.datasets import (
     DatasetError,
-    IterationBatches,
     LabelMap,
-    SegmentationDataset,
     camvid_samples,
     check_samples,
     cityscapes_samples,
     folder_classes,
     folder_samples,
 )
+from rtformer_ros.image.codec import decode_image, decode_labels
+from rtformer_ros.train import main
+from rtformer_ros.train.datasets import IterationBatches, SegmentationDataset
 
 CAMVID_MAP = LabelMap(11, void_ids=(11,))
 
@@ -91,7 +93,7 @@ def test_folder_layout_with_suffix_names_file_and_void_id(tmp_path: Path) -> Non
 def test_missing_label_is_named(tmp_path: Path) -> None:
     root = make_camvid(tmp_path)
     (root / 'trainannot' / 'f1.png').unlink()
-    with pytest.raises(DatasetError, match=r'trainannot/f1\.png: label missing for image .*train/f1\.png'):
+    with pytest.raises(DatasetError, match=r'train/f1\.png: no label named f1\.\* in .*trainannot$'):
         camvid_samples(root, 'train')
 
 
@@ -114,6 +116,40 @@ def test_colour_label_is_refused(tmp_path: Path) -> None:
         check_samples(folder_samples(tmp_path / 'img', tmp_path / 'lbl'), LabelMap(3))
 
 
+def test_training_and_bag_from_dataset_take_the_same_files_and_labels(tmp_path: Path) -> None:
+    """One rule for both: .tif/.ppm/.bmp images, labels of any lossless suffix, palette labels as their indices."""
+    rng = np.random.default_rng(5)
+    ids = {'a': rng.integers(0, 3, (8, 12)), 'b': rng.integers(0, 3, (8, 12)), 'c': rng.integers(0, 3, (8, 12))}
+    ids['c'][0, :4] = 7  # void
+    for stem, image_ext, label_ext in (('a', '.tif', '.png'), ('b', '.ppm', '.bmp'), ('c', '.bmp', '.tif')):
+        (tmp_path / 'img').mkdir(exist_ok=True)
+        (tmp_path / 'lbl').mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (8, 12, 3), dtype=np.uint8)).save(tmp_path / 'img' / f'{stem}{image_ext}')
+        Image.fromarray(ids[stem].astype(np.uint8)).save(tmp_path / 'lbl' / f'{stem}{label_ext}')
+    palette = Image.fromarray(ids['a'].astype(np.uint8), 'P')  # a palette PNG: its pixels are the indices
+    palette.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255])
+    palette.save(tmp_path / 'lbl' / 'a.png')
+    samples = folder_samples(tmp_path / 'img', tmp_path / 'lbl')
+    assert [(s.image.name, s.label.name) for s in samples] == [('a.tif', 'a.png'), ('b.ppm', 'b.bmp'),
+                                                               ('c.bmp', 'c.tif')]
+    label_map = LabelMap(3, void_ids=(7,))
+    check_samples(samples, label_map)
+    trained = [SegmentationDataset(samples, label_map).load(i) for i in range(3)]
+    expect = [np.where(ids[stem] == 7, IGNORE_INDEX, ids[stem]) for stem in 'abc']
+    for (_, label), want in zip(trained, expect, strict=True):
+        np.testing.assert_array_equal(label, want)
+    result = rtformer('bag-from-dataset', '-o', tmp_path / 'bag', '--images', tmp_path / 'img',
+                      '--labels', tmp_path / 'lbl', '--void', '7')
+    assert result.rc == 0, result.err
+    with BagReader(tmp_path / 'bag') as bag:
+        images = [decode_image(bag.deserialize(raw, t)) for t, _, raw in bag.messages(['/camera/image_raw'])]
+        labels = [decode_labels(bag.deserialize(raw, t)) for t, _, raw in bag.messages(['/camera/labels'])]
+    for (image, label), (bgr, order), bag_label in zip(trained, images, labels, strict=True):
+        assert order == 'bgr'
+        np.testing.assert_array_equal(bgr[..., ::-1], image)
+        np.testing.assert_array_equal(bag_label, label)
+
+
 @pytest.mark.parametrize('damage', ['missing label', 'size mismatch', 'id out of range'])
 def test_train_command_fails_on_bad_data_before_training(tmp_path: Path, damage: str,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
@@ -130,7 +166,8 @@ def test_train_command_fails_on_bad_data_before_training(tmp_path: Path, damage:
                  '--iters', '2', '--workers', '0'])
     assert code == 1
     err = capsys.readouterr().err
-    assert f'rtformer train: {bad}: ' in err
+    named = root / 'val' / 'f2.png' if damage == 'missing label' else bad  # a missing label: its image is named
+    assert f'rtformer train: {named}: ' in err
     assert not out.exists()  # nothing was built or written: the check runs first
 
 

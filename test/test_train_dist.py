@@ -29,9 +29,10 @@ except ImportError:
     pytest.skip('torch is not installed', allow_module_level=True)
 from PIL import Image
 
+from rtformer_ros.datasets import LabelMap, folder_samples
 from rtformer_ros.metrics import ConfusionMatrix
 from rtformer_ros.model import build_rtformer, load_checkpoint
-from rtformer_ros.train.datasets import IterationBatches, LabelMap, SegmentationDataset, folder_samples
+from rtformer_ros.train.datasets import IterationBatches, SegmentationDataset
 from rtformer_ros.train.distributed import weights_digest
 
 REPO = Path(__file__).resolve().parents[1]

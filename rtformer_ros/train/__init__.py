@@ -1,9 +1,9 @@
 """Training pipeline of ``rtformer train``: datasets, augmentation, recipe schedule, loop.
 
 Importing this package is cheap (no torch): the CLI mounts `add_arguments` and calls `run`, which imports the
-loop. Modules: ``config`` (options), ``datasets`` (layouts, checks, sampler), ``transforms`` (augmentation),
-``schedule`` (warm-up + poly, lr groups), ``losses``, ``history`` (CSV, curves), ``loop`` (the trainer),
-``distributed`` (torchrun: process group, DDP, reductions).
+loop. Modules: ``config`` (options), ``datasets`` (torch dataset, sampler; layouts and checks are
+`rtformer_ros.datasets`), ``transforms`` (augmentation), ``schedule`` (warm-up + poly, lr groups), ``losses``,
+``history`` (CSV, curves), ``loop`` (the trainer), ``distributed`` (torchrun: process group, DDP, reductions).
 Scores come from the shared `rtformer_ros.metrics.ConfusionMatrix`.
 """
 

@@ -31,25 +31,24 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from rtformer_ros.classes import ClassSet, get_classes
-from rtformer_ros.errors import RtformerError
-from rtformer_ros.metrics import ConfusionMatrix
-from rtformer_ros.model import CheckpointError, build_rtformer, load_checkpoint, save_checkpoint
-from rtformer_ros.model.checkpoint import read_payload
-from rtformer_ros.model.rtformer import MIN_INPUT_SIZE, RTFormer, count_params, resize
-from rtformer_ros.train.config import NO_SPLIT, TrainConfig, TrainConfigError
-from rtformer_ros.train.datasets import (
+from rtformer_ros.datasets import (
     LAYOUTS,
     DatasetError,
-    IterationBatches,
     LabelMap,
     Sample,
-    SegmentationDataset,
     check_samples,
     folder_classes,
     folder_samples,
     label_histogram,
     split_holdout,
 )
+from rtformer_ros.errors import RtformerError
+from rtformer_ros.metrics import ConfusionMatrix
+from rtformer_ros.model import CheckpointError, build_rtformer, load_checkpoint, save_checkpoint
+from rtformer_ros.model.checkpoint import read_payload
+from rtformer_ros.model.rtformer import MIN_INPUT_SIZE, RTFormer, count_params, resize
+from rtformer_ros.train.config import NO_SPLIT, TrainConfig, TrainConfigError
+from rtformer_ros.train.datasets import IterationBatches, SegmentationDataset
 from rtformer_ros.train.distributed import Distributed, weights_digest
 from rtformer_ros.train.history import History
 from rtformer_ros.train.losses import SegLoss, enet_weights
