@@ -401,11 +401,6 @@ class StampedClient:
         self.wait_until(lambda: publisher.get_subscription_count() >= count, timeout,
                         f'{count} subscriber(s) on {publisher.topic_name}')
 
-    def wait_for_publishers(self, topic: str, count: int = 1, timeout: float = 20.0) -> None:
-        """Wait until ``topic`` has ``count`` publishers in the graph."""
-        name = self.node.resolve_topic_name(topic)
-        self.wait_until(lambda: self.node.count_publishers(name) >= count, timeout, f'a publisher on {name}')
-
     def close(self) -> None:
         """Destroy the node and shut the context down (stops the executor thread)."""
         self._executor.shutdown(timeout_sec=1.0)
