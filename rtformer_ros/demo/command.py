@@ -54,13 +54,15 @@ def run(args: argparse.Namespace) -> int:
         raise DemoError(msg) from None
     from rtformer_ros.demo.outputs import format_summary
     from rtformer_ros.demo.session import run_demo
+    from rtformer_ros.ros.client import large_frames
 
     if args.max_frames < 0 or args.timeout <= 0 or args.wait <= 0:
         msg = (f'--max-frames must be >= 0, --timeout and --wait > 0, got {args.max_frames}, {args.timeout:g} '
                f'and {args.wait:g}')
         raise DemoError(msg)
     try:
-        summary = run_demo(args)
+        with large_frames():  # vtest.avi's 768x576 frames need Fast DDS's large-data transports
+            summary = run_demo(args)
     except OSError as err:  # an output folder or cache that cannot be written
         msg = f'{err.filename}: {err.strerror or err}' if err.filename else str(err.strerror or err)
         raise DemoError(msg) from err

@@ -68,8 +68,7 @@ class Recording:
         if not self.gif or (index < GIF_SECONDS * self.source.fps and index % self.gif_step == 0):
             self.gif.append(thumbnail(overlay))
         if len(self.sheet) < len(self.sheet_targets) and index >= self.sheet_targets[len(self.sheet)]:
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            self.sheet.append((index, [thumbnail(image) for image in (rgb, color, overlay)]))
+            self.sheet.append((index, [thumbnail(im) for im in (cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), color, overlay)]))
 
     def close(self) -> None:
         if self.writer is not None:

@@ -21,8 +21,7 @@ from rtformer_ros.demo.outputs import Recording, write_summary
 from rtformer_ros.demo.sources import open_source
 from rtformer_ros.image.codec import decode_image, decode_labels, image_message
 from rtformer_ros.models import ModelNotFoundError, default_model, resolve_model
-from rtformer_ros.ros.client import ClientError, NodeProcess, StampedClient, diagnostic_values, large_frames, stamp_msg
-from rtformer_ros.ros.qos import LATCHED_QOS
+from rtformer_ros.ros.client import LATCHED_QOS, ClientError, NodeProcess, StampedClient, diagnostic_values, stamp_msg
 from rtformer_ros.util import progress, stamp_ns
 
 __all__ = ['run_demo']
@@ -64,8 +63,8 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
           f'{IMAGE_TOPIC}', flush=True)
     start = time.monotonic()
     try:
-        with large_frames(), NodeProcess(params={'model': str(model), 'providers': args.providers},
-                                         ros_args=['-r', f'__ns:={NAMESPACE}']) as node:
+        with NodeProcess(params={'model': str(model), 'providers': args.providers},
+                         ros_args=['-r', f'__ns:={NAMESPACE}']) as node:
             with StampedClient('rtformer_demo', node, MAX_MISSES) as client:
                 session = _Session(client, args, recording)
                 first = next(source.feed)

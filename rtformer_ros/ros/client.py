@@ -35,9 +35,10 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.signals import SignalHandlerOptions
 
 from rtformer_ros.errors import RtformerError
+from rtformer_ros.ros.qos import LATCHED_QOS
 from rtformer_ros.util import split_ns, stamp_ns
 
-__all__ = ['FRAME_QOS', 'OUTPUT_QOS', 'RESEND_S', 'ClientError', 'Inbox', 'NodeProcess', 'StampedClient',
+__all__ = ['FRAME_QOS', 'LATCHED_QOS', 'OUTPUT_QOS', 'RESEND_S', 'ClientError', 'Inbox', 'NodeProcess', 'StampedClient',
            'diagnostic_values', 'large_frames', 'stamp_msg']
 
 M = TypeVar('M')
@@ -54,7 +55,8 @@ node wants only the newest frame, and a queue of old ones would only be dropped 
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE)
 """Outputs in: reliable, like the node's publishers; deep so that a burst never overwrites an answer before the
-executor thread took it (callbacks only keep a reference, so the queue stays short in practice)."""
+executor thread took it (callbacks only keep a reference, so the queue stays short in practice).
+``LATCHED_QOS`` (the node's, re-exported) subscribes to ``class_info``, latched for late joiners."""
 
 
 @contextmanager
