@@ -30,7 +30,7 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from tiny_model import make_tiny_model  # noqa: E402
 
-from rtformer_ros.ros.probe import NodeProcess, Probe  # noqa: E402
+from rtformer_ros.ros.client import NodeProcess, StampedClient  # noqa: E402
 
 
 def _peak_mb(node: NodeProcess) -> float:
@@ -50,7 +50,7 @@ def main() -> int:
     assert ok
     good_frame = _message(good.tobytes(), 'jpeg')
     params = {'model': model, 'input_transport': 'compressed', 'input_qos': 'reliable'}
-    with Probe() as probe, NodeProcess(params=params) as node:
+    with StampedClient() as probe, NodeProcess(params=params) as node:
         pub = probe.publisher(CompressedImage, 'image/compressed', QoSProfile(depth=5,
                                                                               reliability=ReliabilityPolicy.RELIABLE))
         labels = probe.subscribe(Image, 'segmentation/labels')

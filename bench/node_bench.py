@@ -2,8 +2,8 @@
 
     python bench/node_bench.py --model models/rtformer_slim_camvid_360x480.onnx --json out/node_bench.json
 
-Runs the node as its own process (``python -m rtformer_ros.ros.node``, default best-effort input) and a probe
-node in this process; no ROS tooling needed. Three parts:
+Runs the node as its own process (``python -m rtformer_ros.ros.node``, default best-effort input) and a
+``StampedClient`` (the probe) in this process; no ROS tooling needed. Three parts:
 
 - overhead: frames sent one at a time (no queueing); end-to-end latency = publish in the probe -> labels
   received in the probe, against ``SegmentationEngine.infer`` on the same frame in this process. The node's
@@ -19,30 +19,39 @@ Prints Markdown tables and writes everything as JSON. Timings are not asserted a
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
 import statistics
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from rtformer_ros.engine import SegmentationEngine
 from rtformer_ros.image.codec import decode_image, image_message
-from rtformer_ros.ros.probe import NodeProcess, Probe, ProbeError, diagnostic_values
+from rtformer_ros.ros.client import (
+    ClientError,
+    Inbox,
+    NodeProcess,
+    StampedClient,
+    diagnostic_values,
+    large_frames,
+    status_name,
+)
+from rtformer_ros.util import hw_arg, stamp_ns
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / 'models' / 'rtformer_slim_camvid_360x480.onnx'
-STATUS = '/rtformer_node: image'  # the node's full name and camera
+STATUS = status_name('/rtformer_node')  # the node's DiagnosticStatus for its one camera
 
 
 def _tiny_model(folder: Path) -> Path:
@@ -50,11 +59,6 @@ def _tiny_model(folder: Path) -> Path:
     from tiny_model import make_tiny_model  # the tests' 64x80 contract graph (needs onnx)
 
     return make_tiny_model(folder / 'tiny_camvid_64x80.onnx', size=(64, 80), confidence=True)
-
-
-def _size(text: str) -> tuple[int, int]:
-    height, width = (int(v) for v in text.lower().split('x'))
-    return height, width
 
 
 def _frame(size: tuple[int, int]) -> np.ndarray:
@@ -76,55 +80,35 @@ def _rss_mb(pid: int) -> float:
     return float('nan')
 
 
-class _Clock:
-    """Receipt times of labels by stamp, recorded in the probe's executor thread."""
-
-    def __init__(self, probe: Probe) -> None:
-        self.received: dict[tuple[int, int], float] = {}
-        self._event = threading.Condition()
-        probe.node.create_subscription(Image, 'segmentation/labels', self._on_labels, 10)
-
-    def _on_labels(self, msg: Image) -> None:
-        now = time.perf_counter()
-        with self._event:
-            self.received[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = now
-            self._event.notify_all()
-
-    def wait(self, key: tuple[int, int], timeout: float) -> float | None:
-        deadline = time.perf_counter() + timeout
-        with self._event:
-            while key not in self.received:
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    return None
-                self._event.wait(left)
-            return self.received[key]
-
-
-def _diagnostics(probe: Probe, inbox: object, timeout: float = 10.0) -> dict[str, str]:
+def _diagnostics(client: StampedClient, inbox: Inbox[DiagnosticArray], timeout: float = 10.0) -> dict[str, str]:
     """Node status from a /diagnostics message published after this call."""
-    now = probe.node.get_clock().now().to_msg()
-    after = (now.sec, now.nanosec)
-    msg = inbox.wait_for(lambda m: (m.header.stamp.sec, m.header.stamp.nanosec) > after
-                         and diagnostic_values(m, STATUS) is not None, timeout)
+    after = client.node.get_clock().now().nanoseconds
+    msg = inbox.wait_for(lambda m: stamp_ns(m.header.stamp) > after and diagnostic_values(m, STATUS) is not None,
+                         timeout)
     return diagnostic_values(msg, STATUS)
 
 
-def _start(probe: Probe, model: Path) -> tuple[NodeProcess, object]:
+def _start(client: StampedClient, model: Path) -> tuple[NodeProcess, object]:
     node = NodeProcess(params={'model': model})
-    publisher = probe.publisher(Image, 'image', qos_profile_sensor_data)
+    publisher = client.publisher(Image, 'image')
     try:
-        probe.wait_for_subscribers(publisher, timeout=60)
-    except ProbeError:
+        client.wait_for_subscribers(publisher, timeout=60)
+    except ClientError:
         print(node.output, file=sys.stderr)
         node.stop()
         raise
     return node, publisher
 
 
-def _stop(probe: Probe, node: NodeProcess, publisher: object) -> None:
-    probe.node.destroy_publisher(publisher)
+def _stop(client: StampedClient, node: NodeProcess, publisher: object) -> None:
+    client.node.destroy_publisher(publisher)
     node.stop()
+
+
+def _served_ms(client: StampedClient, labels: Inbox[Image], stamp: int) -> float:
+    """Publish of frame ``stamp`` -> its labels received, in ms (taken out of ``labels``)."""
+    received, _ = labels.take([stamp])[stamp]
+    return (received - client.sent[stamp]) / 1e6
 
 
 def _engine_ms(model: Path, image: np.ndarray, runs: int) -> list[float]:
@@ -132,9 +116,12 @@ def _engine_ms(model: Path, image: np.ndarray, runs: int) -> list[float]:
         return [engine.infer(image, confidence=False).latency_ms for _ in range(runs)]
 
 
-def measure_overhead(probe: Probe, clock: _Clock, diag: object, model: Path, size: tuple[int, int],
-                     frames: int) -> dict[str, object]:
+def measure_overhead(client: StampedClient, labels: Inbox[Image], diag: Inbox[DiagnosticArray], model: Path,
+                     size: tuple[int, int], frames: int) -> dict[str, object]:
     """End-to-end latency of lock-step frames vs the raw engine, and the node's own breakdown.
+
+    Frames are sent and awaited without ``StampedClient.lockstep``'s resend: a resent frame would queue behind
+    the one being served and add an inference to the next frame's latency; a lost one is counted instead.
 
     The engine is timed in this process before the node starts and again after it stopped, never while it
     runs: ONNX Runtime's worker threads spin after each run, so two sessions side by side on a small machine
@@ -142,24 +129,22 @@ def measure_overhead(probe: Probe, clock: _Clock, diag: object, model: Path, siz
     """
     image = _frame(size)
     before = _engine_ms(model, image, frames // 2 + 3)[3:]
-    node, publisher = _start(probe, model)
+    node, publisher = _start(client, model)
     try:
         e2e_ms, publish_ms, lost = [], [], 0
         for index in range(frames + 3):  # the first 3 warm up the path (allocations, DDS buffers)
-            stamp = probe.next_stamp()
-            msg = image_message(Header(stamp=stamp, frame_id='bench'), image, 'rgb8')
-            start = time.perf_counter()
-            publisher.publish(msg)
-            published = time.perf_counter()
-            done = clock.wait((stamp.sec, stamp.nanosec), timeout=30)
-            if done is None:
+            stamp = client.next_stamp()
+            key = stamp_ns(stamp)
+            client.send(publisher, key, image_message(Header(stamp=stamp, frame_id='bench'), image, 'rgb8'))
+            published = time.monotonic_ns()
+            if not client.wait([key], [labels], timeout=30):
                 lost += 1
             elif index >= 3:
-                e2e_ms.append((done - start) * 1e3)
-                publish_ms.append((published - start) * 1e3)
-        status = _diagnostics(probe, diag)
+                e2e_ms.append(_served_ms(client, labels, key))
+                publish_ms.append((published - client.sent[key]) / 1e6)
+        status = _diagnostics(client, diag)
     finally:
-        _stop(probe, node, publisher)
+        _stop(client, node, publisher)
     after = _engine_ms(model, image, frames // 2 + 3)[3:]
     node_ms = {key: float(status[f'{key}_ms_p50']) for key in ('wait', 'decode', 'infer', 'encode', 'publish')}
     node_ms['latency'] = float(status['latency_ms_p50'])
@@ -205,41 +190,43 @@ def measure_encode(size: tuple[int, int], runs: int = 20) -> dict[str, object]:
     return out
 
 
-def measure_overload(probe: Probe, clock: _Clock, diag: object, model: Path, size: tuple[int, int],
-                     rate_hz: float, seconds: float) -> dict[str, object]:
+def measure_overload(client: StampedClient, labels: Inbox[Image], diag: Inbox[DiagnosticArray], model: Path,
+                     size: tuple[int, int], rate_hz: float, seconds: float) -> dict[str, object]:
     """Publish at ``rate_hz`` for ``seconds``; latency per served frame over time, RSS, drop counters."""
     image = _frame(size)
     data = image_message(Header(), image, 'rgb8')
-    node, publisher = _start(probe, model)
+    node, publisher = _start(client, model)
     pid = node.process.pid
-    sent: dict[tuple[int, int], float] = {}
     rss: list[tuple[float, float]] = []
-    try:
-        before = _diagnostics(probe, diag)
-        start = time.perf_counter()
-        period = 1.0 / rate_hz
-        next_rss = start
-        count = 0
-        while (now := time.perf_counter()) - start < seconds:
-            stamp = probe.next_stamp()
+
+    def frames() -> Iterator[tuple[float, int, Image]]:
+        for count in itertools.count():
+            if count / rate_hz >= seconds:
+                return
+            stamp = client.next_stamp()
             data.header = Header(stamp=stamp, frame_id='bench')
-            sent[(stamp.sec, stamp.nanosec)] = time.perf_counter()
-            publisher.publish(data)
-            count += 1
-            if now >= next_rss:
+            yield count / rate_hz, stamp_ns(stamp), data
+
+    try:
+        before = _diagnostics(client, diag)
+        start = time.monotonic()
+        next_rss = start
+        sent: list[int] = []
+        for stamp, _ in client.timed(publisher, frames()):
+            sent.append(stamp)
+            if (now := time.monotonic()) >= next_rss:
                 rss.append((now - start, _rss_mb(pid)))
                 next_rss += 1.0
-            delay = start + count * period - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-        elapsed = time.perf_counter() - start
+        elapsed = time.monotonic() - start
         time.sleep(2.0)  # let the last frame out
-        rss.append((time.perf_counter() - start, _rss_mb(pid)))
-        after = _diagnostics(probe, diag)
+        rss.append((time.monotonic() - start, _rss_mb(pid)))
+        after = _diagnostics(client, diag)
     finally:
-        _stop(probe, node, publisher)
-    served = sorted((sent[key] - start, (clock.received[key] - sent[key]) * 1e3)
-                    for key in sent if key in clock.received)
+        _stop(client, node, publisher)
+    answers, t0 = labels.take(sent), client.sent[sent[0]]
+    served = sorted(((client.sent[stamp] - t0) / 1e9, (answers[stamp][0] - client.sent[stamp]) / 1e6)
+                    for stamp in sent if stamp in answers)
+    count = len(sent)
     window = min(10.0, seconds / 3)
     first = [lat for t, lat in served if t < window]
     last = [lat for t, lat in served if t >= elapsed - window]
@@ -257,25 +244,27 @@ def measure_overload(probe: Probe, clock: _Clock, diag: object, model: Path, siz
     }
 
 
-def measure_soak(probe: Probe, clock: _Clock, model: Path, size: tuple[int, int], frames: int) -> dict[str, object]:
-    """Lock-step ``frames`` through the node; RSS after the first 10 % and at the end."""
+def measure_soak(client: StampedClient, labels: Inbox[Image], model: Path, size: tuple[int, int],
+                 frames: int) -> dict[str, object]:
+    """Lock-step ``frames`` through the node (no resend, as in ``measure_overhead``); RSS after the first 10 % and
+    at the end."""
     image = _frame(size)
-    node, publisher = _start(probe, model)
+    node, publisher = _start(client, model)
     pid = node.process.pid
     served, rss_warm = 0, float('nan')
     start = time.perf_counter()
     try:
         for index in range(frames):
-            stamp = probe.next_stamp()
-            msg = image_message(Header(stamp=stamp, frame_id='soak'), image, 'rgb8')
-            publisher.publish(msg)
-            if clock.wait((stamp.sec, stamp.nanosec), timeout=5) is not None:
-                served += 1
+            stamp = client.next_stamp()
+            key = stamp_ns(stamp)
+            client.send(publisher, key, image_message(Header(stamp=stamp, frame_id='soak'), image, 'rgb8'))
+            served += client.wait([key], [labels], timeout=5)
+            labels.take([key])
             if index == frames // 10:
                 rss_warm = _rss_mb(pid)
         rss_end = _rss_mb(pid)
     finally:
-        _stop(probe, node, publisher)
+        _stop(client, node, publisher)
     return {'size': f'{size[0]}x{size[1]}', 'frames': frames, 'served': served,
             'seconds': time.perf_counter() - start, 'rss_mb_after_10pct': rss_warm, 'rss_mb_end': rss_end,
             'rss_mb_growth': rss_end - rss_warm}
@@ -330,27 +319,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', type=Path, default=None,
                         help=f'exported model (default {DEFAULT_MODEL.name} if present, else the tiny test graph)')
-    parser.add_argument('--sizes', nargs='+', type=_size, default=[(360, 480), (1024, 2048)])
+    parser.add_argument('--sizes', nargs='+', type=hw_arg(), default=[(360, 480), (1024, 2048)])
     parser.add_argument('--frames', type=int, default=30, help='lock-step frames per size')
     parser.add_argument('--overload-seconds', type=float, default=60.0, help='0 skips the overload run')
-    parser.add_argument('--overload-size', type=_size, default=(360, 480))
+    parser.add_argument('--overload-size', type=hw_arg(), default=(360, 480))
     parser.add_argument('--soak-frames', type=int, default=10_000, help='0 skips the soak')
-    parser.add_argument('--soak-size', type=_size, default=(120, 160))
+    parser.add_argument('--soak-size', type=hw_arg(), default=(120, 160))
     parser.add_argument('--json', type=Path, default=REPO / 'out' / 'node_bench.json')
     args = parser.parse_args(argv)
-    # Fast DDS's default transports lose best-effort samples above its 512 KB shared-memory segment (a 1024x2048
-    # rgb8 frame never arrives); LARGE_DATA (recent Fast DDS) is what a camera driver should run with. Set
-    # before the probe's participant exists; the node inherits it.
-    os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
-
-    with tempfile.TemporaryDirectory(prefix='node_bench_') as scratch:
+    # A 1024x2048 rgb8 frame needs Fast DDS's large-data transports; the node inherits them.
+    with large_frames(), tempfile.TemporaryDirectory(prefix='node_bench_') as scratch:
         tiny = _tiny_model(Path(scratch))
         model = args.model or (DEFAULT_MODEL if DEFAULT_MODEL.is_file() else tiny)
         results: dict[str, object] = {'hardware': _hardware(), 'model': str(model), 'argv': sys.argv[1:]}
-        with Probe('node_bench') as probe:
-            clock = _Clock(probe)
-            diag = probe.subscribe(DiagnosticArray, '/diagnostics')
-            results['overhead'] = [measure_overhead(probe, clock, diag, model, size, args.frames)
+        with StampedClient('node_bench') as client:
+            labels = client.subscribe(Image, 'segmentation/labels', history=False)
+            diag = client.subscribe(DiagnosticArray, '/diagnostics')
+            results['overhead'] = [measure_overhead(client, labels, diag, model, size, args.frames)
                                    for size in args.sizes]
             results['encode'] = [measure_encode(size) for size in args.sizes]
             if args.overload_seconds > 0:
@@ -358,11 +343,11 @@ def main(argv: list[str] | None = None) -> int:
                                  f'{args.overload_size[0]}x{args.overload_size[1]}'), results['overhead'][0])
                 rate = 2 * 1000.0 / overhead['cycle_ms']
                 results['overload_model'] = str(model)
-                results['overload'] = measure_overload(probe, clock, diag, model, args.overload_size, rate,
+                results['overload'] = measure_overload(client, labels, diag, model, args.overload_size, rate,
                                                        args.overload_seconds)
             if args.soak_frames > 0:
                 results['soak_model'] = str(tiny)
-                results['soak'] = measure_soak(probe, clock, tiny, args.soak_size, args.soak_frames)
+                results['soak'] = measure_soak(client, labels, tiny, args.soak_size, args.soak_frames)
     print(_report(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import random
 import types
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,11 +29,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _uses_ros(module: types.ModuleType) -> bool:
-    """Whether a test module imports rclpy, a ROS interface package or the node probe."""
+    """Whether a test module imports rclpy, a ROS interface package, the node client or the ROS test helpers."""
     for value in vars(module).values():
         name = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, '__module__', None)
         top = name.partition('.')[0] if isinstance(name, str) else ''
-        if top == 'rclpy' or top.endswith(('_msgs', '_interfaces')) or name == 'rtformer_ros.ros.probe':
+        ros = top in ('rclpy', 'ros_helpers') or top.endswith(('_msgs', '_interfaces'))
+        if ros or name == 'rtformer_ros.ros.client':
             return True
     return False
 
@@ -90,9 +93,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope='module')
-def probe(node):  # noqa: ANN001 - `node` is the node process fixture of the requesting test module
-    """An rclpy client in this process, started after the module's node process (``node`` fixture)."""
-    from rtformer_ros.ros.probe import Probe
+def probe(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The tests' client of the node (``ros_helpers.Probe``), one per test module; started after the module's node
+    process where the module has a ``node`` fixture."""
+    from ros_helpers import Probe
 
-    with Probe() as client:
+    if hasattr(request.module, 'node'):
+        request.getfixturevalue('node')
+    with Probe('rtformer_probe') as client:
         yield client

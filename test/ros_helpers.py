@@ -1,15 +1,25 @@
 """Test helpers shared by the codec and node tests: flat-colour frames the tiny model segments exactly, a
-reference encoder that writes an RGB frame in any ROS encoding as a sensor_msgs/Image, and decompression bombs."""
+reference encoder that writes an RGB frame in any ROS encoding as a sensor_msgs/Image, decompression bombs, and
+the tests' probe (the node's client plus its parameter and lifecycle services)."""
 
 from __future__ import annotations
 
 import array
 import struct
+import threading
 import zlib
+from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
+
+from rtformer_ros.ros.client import ClientError, StampedClient
 
 # The tiny model's classes: red -> 0, green -> 1, blue -> 2, dark -> 3.
 QUADRANT_COLOURS = ((230, 20, 20), (20, 230, 20), (20, 20, 230), (10, 10, 10))
@@ -149,3 +159,47 @@ def jpeg_bomb(width: int, height: int) -> bytes:
     sof = data.index(b'\xff\xc0')
     data[sof + 5:sof + 9] = height.to_bytes(2, 'big') + width.to_bytes(2, 'big')
     return bytes(data)
+
+
+class Probe(StampedClient):
+    """The tests' client of the node (conftest's ``probe`` fixture): ``StampedClient`` plus service calls."""
+
+    def call(self, srv_type: Any, service: str, request: Any, timeout: float = 10.0) -> Any:
+        """Call ``service`` once and return its response.
+
+        Raises:
+            ClientError: the service is not there or does not answer within ``timeout`` seconds.
+        """
+        client = self.node.create_client(srv_type, service)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                msg = f'service {service} not available after {timeout} s'
+                raise ClientError(msg)
+            future = client.call_async(request)
+            done = threading.Event()
+            future.add_done_callback(lambda _: done.set())
+            if not done.wait(timeout):
+                msg = f'service {service} did not answer within {timeout} s'
+                raise ClientError(msg)
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def set_parameters(self, node: str, values: dict[str, object], timeout: float = 10.0) -> list[SetParametersResult]:
+        """Set parameters of ``node`` (fully qualified name) through its SetParameters service."""
+        request = SetParameters.Request(
+            parameters=[ParameterMsg(name=k, value=Parameter(k, value=v).get_parameter_value())
+                        for k, v in values.items()])
+        return list(self.call(SetParameters, f'{node}/set_parameters', request, timeout).results)
+
+    def get_parameters(self, node: str, names: Sequence[str], timeout: float = 10.0) -> dict[str, Any]:
+        """Current values of parameters ``names`` of ``node``, as Python values."""
+        response = self.call(GetParameters, f'{node}/get_parameters', GetParameters.Request(names=list(names)),
+                             timeout)
+        return {name: Parameter.from_parameter_msg(ParameterMsg(name=name, value=value)).value
+                for name, value in zip(names, response.values, strict=True)}
+
+    def list_parameters(self, node: str, timeout: float = 10.0) -> list[str]:
+        """Names of every parameter ``node`` declared."""
+        return list(self.call(ListParameters, f'{node}/list_parameters', ListParameters.Request(),
+                               timeout).result.names)

@@ -15,10 +15,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import rtformer_error
 from PIL import Image
 
 from rtformer_ros.classes import get_classes
-from rtformer_ros.demo import VTEST_MEMBER, DemoError, extract_from_deb, fetch_vtest, main
+from rtformer_ros.demo import DemoError
+from rtformer_ros.demo.sources import VTEST_MEMBER, extract_from_deb, fetch_vtest
 
 pytestmark = pytest.mark.ros
 
@@ -125,35 +127,29 @@ def test_demo_runs_frames_through_node_and_writes_valid_outputs(source: str, mod
         assert gif.n_frames >= 1 and gif.size == (320, 256)
 
 
-def test_demo_without_the_video_is_one_line_error(tmp_path: Path, tiny_model: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(['--video', str(tmp_path / 'missing.avi'), '--model', str(tiny_model), '--out',
-                 str(tmp_path / 'out'), '--no-progress']) == 1
-    err = capsys.readouterr().err.strip()
+def test_demo_without_the_video_is_one_line_error(tmp_path: Path, tiny_model: Path) -> None:
+    err = rtformer_error('demo', '--video', tmp_path / 'missing.avi', '--model', tiny_model, '--out', tmp_path / 'out',
+                         '--no-progress')
     assert err == f'rtformer demo: {tmp_path / "missing.avi"}: no such video file'
 
 
-def test_demo_asks_for_the_topic_of_a_bag_with_several_cameras(tmp_path: Path, tiny_model: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_asks_for_the_topic_of_a_bag_with_several_cameras(tmp_path: Path, tiny_model: Path) -> None:
     from rtformer_ros.bags.writer import BagWriter, image_message
 
     with BagWriter(tmp_path / 'two') as bag:
         for topic in ('/front/image', '/rear/image'):
             bag.add_topic(topic, 'sensor_msgs/msg/Image')
             bag.write(topic, 1, image_message(1, 'camera', _stripes(0), 'bgr8'))
-    assert main(['--bag', str(tmp_path / 'two'), '--model', str(tiny_model), '--no-progress']) == 1
-    err = capsys.readouterr().err.strip()
+    err = rtformer_error('demo', '--bag', tmp_path / 'two', '--model', tiny_model, '--no-progress')
     assert err == (f'rtformer demo: {tmp_path / "two"}: pass --image-topic (camera topics found: /front/image, '
                    '/rear/image)')
 
 
-def test_demo_without_the_model_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_without_the_model_is_one_line_error(tmp_path: Path) -> None:
     video = _write_video(tmp_path / 'v.avi', frames=2)
     for model in (str(tmp_path / 'missing.onnx'), 'no_such_model.onnx'):
-        assert main(['--video', str(video), '--model', model, '--no-progress']) == 1
-        lines = capsys.readouterr().err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith('rtformer demo: ') and 'no such file' in lines[0], lines
-        assert lines[0].endswith('pass --model FILE.onnx')
+        err = rtformer_error('demo', '--video', video, '--model', model, '--no-progress')
+        assert 'no such file' in err and err.endswith('pass --model FILE.onnx'), err
     assert not (tmp_path / 'out').exists()
 
 
@@ -213,14 +209,11 @@ def test_fetch_vtest_downloads_once_and_keeps_only_the_video(fake_deb: tuple[Pat
 
 
 def test_demo_without_a_default_video_says_what_to_pass(tmp_path: Path, tiny_model: Path,
-                                                        monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
     monkeypatch.setenv('PATH', f'{_fake_apt_get(tmp_path / "bin", None)}{os.pathsep}{os.environ["PATH"]}')
-    assert main(['--model', str(tiny_model), '--out', str(tmp_path / 'out'), '--no-progress']) == 1
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1, lines
-    assert lines[0].startswith('rtformer demo: no demo video: apt-get download opencv-doc failed '
-                               '(E: Unable to locate package opencv-doc)')
-    assert lines[0].endswith('pass --video FILE (any video OpenCV reads) or --bag BAG')
+    err = rtformer_error('demo', '--model', tiny_model, '--out', tmp_path / 'out', '--no-progress')
+    assert err.startswith('rtformer demo: no demo video: apt-get download opencv-doc failed '
+                          '(E: Unable to locate package opencv-doc)')
+    assert err.endswith('pass --video FILE (any video OpenCV reads) or --bag BAG')
     assert list((tmp_path / 'xdg' / 'rtformer_ros').iterdir()) == []

@@ -17,7 +17,6 @@ import sys
 import tempfile
 import time
 import types
-from collections.abc import Iterator
 from importlib.metadata import distribution
 from importlib.util import find_spec
 from pathlib import Path
@@ -26,13 +25,14 @@ import numpy as np
 import pytest
 import yaml
 from rclpy.qos import qos_profile_sensor_data
+from ros_helpers import Probe
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
 from rtformer_ros.image.codec import image_message
+from rtformer_ros.ros.client import NodeProcess
 from rtformer_ros.ros.node import NODE_NAME, output_topics
 from rtformer_ros.ros.params import PARAMETERS
-from rtformer_ros.ros.probe import NodeProcess, Probe
 from rtformer_ros.ros.qos import LATCHED_QOS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,11 +176,6 @@ def test_docs_list_every_parameter_and_topic() -> None:
     for topic in (*output_topics(), 'image', 'image/compressed', 'camera_info', '/diagnostics'):
         assert f'`{topic}`' in text, topic
 
-
-@pytest.fixture(scope='module')
-def probe() -> Iterator[Probe]:
-    with Probe() as probe:
-        yield probe
 
 
 @pytest.mark.parametrize('variant', VARIANTS)

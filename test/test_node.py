@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import frame_message, interior, quadrant_labels, quadrants
+from ros_helpers import Probe, frame_message, interior, quadrant_labels, quadrants
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
 from rtformer_ros.classes import IGNORE_INDEX, get_classes
 from rtformer_ros.image.codec import SUPPORTED_ENCODINGS
-from rtformer_ros.ros.probe import Inbox, NodeProcess, Probe, diagnostic_values
+from rtformer_ros.ros.client import Inbox, NodeProcess, diagnostic_values
 from rtformer_ros.ros.qos import LATCHED_QOS
 
 REPO = Path(__file__).resolve().parents[1]

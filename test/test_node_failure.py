@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import frame_message, quadrants
+from ros_helpers import Probe, frame_message, quadrants
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from rtformer_ros.ros.probe import Inbox, NodeProcess, Probe, diagnostic_values
+from rtformer_ros.ros.client import Inbox, NodeProcess, diagnostic_values
 from rtformer_ros.ros.segmenter import EXIT_FAILED
 
 STATUS = '/rtformer_node: image'
@@ -35,11 +34,6 @@ def failing_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp('models') / 'fails_camvid_64x80.onnx'
     return make_tiny_model(path, size=(64, 80), confidence=True, fail_unless_flat=True)
 
-
-@pytest.fixture(scope='module')
-def probe() -> Iterator[Probe]:
-    with Probe() as client:
-        yield client
 
 
 def _frame(rgb: np.ndarray):

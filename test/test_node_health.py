@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import frame_message, interior, quadrant_labels, quadrants
+from ros_helpers import Probe, frame_message, interior, quadrant_labels, quadrants
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from rtformer_ros.classes import get_classes
 from rtformer_ros.image.codec import JPEG_FORMAT
-from rtformer_ros.ros.probe import Inbox, NodeProcess, Probe, ProbeError, diagnostic_values
+from rtformer_ros.ros.client import ClientError, Inbox, NodeProcess, diagnostic_values
 
 NODE = '/front/rtformer_node'
 STATUS = '/front/rtformer_node: image'
@@ -137,7 +137,7 @@ def test_warns_when_header_stamps_lag_the_node_clock(
         image_pub.publish(_frame(quadrants(*SIZE), stamp=now)(now))
         try:
             current = _status(diagnostics, timeout=1.5)
-        except ProbeError:
+        except ClientError:
             continue
         if current['stamp_lag_s'] != 'nan' and abs(float(current['stamp_lag_s'])) < 1.0 or time.monotonic() > deadline:
             break

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import array
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -17,11 +16,11 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import frame_message, jpeg_bomb, png_bomb, quadrants
+from ros_helpers import Probe, frame_message, jpeg_bomb, png_bomb, quadrants
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from rtformer_ros.ros.probe import Inbox, NodeProcess, Probe, diagnostic_values
+from rtformer_ros.ros.client import Inbox, NodeProcess, diagnostic_values
 
 STATUS = '/rtformer_node: image'
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)  # every bomb is delivered
@@ -29,11 +28,6 @@ GROWTH_LIMIT_KB = 100 * 1024
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc/<pid>/status')
 
-
-@pytest.fixture(scope='module')
-def probe() -> Iterator[Probe]:
-    with Probe() as client:
-        yield client
 
 
 def _peak_rss_kb(node: NodeProcess) -> int:
@@ -107,7 +101,8 @@ def test_node_rejects_png_and_jpeg_bombs_without_allocating_them(tiny_model: Pat
             probe.node.destroy_publisher(pub)
 
 
-def test_node_rejects_raw_images_whose_header_claims_more_than_their_data(tiny_model: Path, probe: Probe) -> None:
+def test_node_rejects_raw_images_whose_header_claims_more_than_their_data(tiny_model: Path,
+                                                                           probe: Probe) -> None:
     params = {'model': tiny_model, 'input_qos': 'reliable'}
     small = quadrants(8, 8)  # 192 bytes of data under every claim
     bombs = {'100000x100000 = 10000000000 pixels is more than max_pixels': _raw(small, width=100000, height=100000,

@@ -6,29 +6,23 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_helpers import Probe
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from rtformer_ros.image.codec import image_message
-from rtformer_ros.ros.probe import NodeProcess, Probe
+from rtformer_ros.ros.client import NodeProcess
 
 NODE = '/rtformer_node'
 LIFECYCLE = [sys.executable, '-m', 'rtformer_ros.ros.lifecycle']
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 
-
-@pytest.fixture(scope='module')
-def probe() -> Iterator[Probe]:
-    with Probe() as client:
-        yield client
 
 
 def _state(probe: Probe) -> str:

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
-from ros_helpers import interior, quadrant_labels, quadrants
+from ros_helpers import Probe, interior, quadrant_labels, quadrants
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from rtformer_ros.ros.probe import Inbox, NodeProcess, Probe, diagnostic_values
+from rtformer_ros.ros.client import Inbox, NodeProcess, diagnostic_values
 from rtformer_ros.ros.qos import LATCHED_QOS
 
 CAMERAS = ('front', 'left')

@@ -6,21 +6,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from rclpy.qos import qos_profile_sensor_data
+from ros_helpers import Probe
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
 from rtformer_ros.engine import SegmentationEngine
 from rtformer_ros.image.codec import image_message
+from rtformer_ros.ros.client import NodeProcess
 from rtformer_ros.ros.node import resolve_model
 from rtformer_ros.ros.params import DEFAULT_MODEL
-from rtformer_ros.ros.probe import NodeProcess, Probe
 from rtformer_ros.ros.qos import LATCHED_QOS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,11 +30,6 @@ REAL_MODEL = REPO / 'models' / DEFAULT_MODEL
 WITHOUT_TORCH = ("import sys; sys.modules['torch'] = None; "
                  "from rtformer_ros.ros.node import main; sys.exit(main())")
 
-
-@pytest.fixture(scope='module')
-def probe() -> Iterator[Probe]:
-    with Probe() as probe:
-        yield probe
 
 
 def _corrupt_model(tmp_path: Path) -> str:

@@ -5,24 +5,17 @@ parameters are named after that resolved topic."""
 from __future__ import annotations
 
 import array
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
-from ros_helpers import quadrants
+from ros_helpers import Probe, quadrants
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from rtformer_ros.ros.probe import NodeProcess, Probe, diagnostic_values
-
-
-@pytest.fixture(scope='module')
-def probe() -> Iterator[Probe]:
-    with Probe() as client:
-        yield client
+from rtformer_ros.ros.client import NodeProcess, diagnostic_values
 
 
 def _jpeg(stamp: object) -> CompressedImage:

@@ -7,65 +7,43 @@ The node runs as ``ros2 run`` would start it, in its own process, on the session
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from helpers import IMAGE, LABELS, camvid_bag, rtformer, rtformer_error
 
-from rtformer_ros.bags.dataset import write_dataset_bag
 from rtformer_ros.bags.reader import BagReader, header_stamp_ns
-from rtformer_ros.cli import main
-from rtformer_ros.datasets import find_samples
+from rtformer_ros.ros.client import NodeProcess
 
 pytestmark = pytest.mark.ros
 
-IMAGE, LABELS, PRED = '/camera/image_raw', '/camera/labels', '/camera/segmentation/labels'
+PRED = '/camera/segmentation/labels'
 
 
-def cli(command: str, *argv: str) -> int:
-    return main([command, *argv, '--no-progress'])
-
-
-class NodeProcess:
-    """``rtformer_node`` reading ``<namespace>/image_raw``, as ``ros2 run`` would start it; stopped with SIGINT."""
-
-    def __init__(self, model: Path, log: Path, namespace: str = '/camera') -> None:
-        self.log = log
-        command = [sys.executable, '-m', 'rtformer_ros.ros.node', '--ros-args', '-p', f'model:={model}',
-                   '-p', 'providers:=cpu', '-r', f'__ns:={namespace}', '-r', 'image:=image_raw']
-        with log.open('wb') as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        print(self.log.read_text(errors='replace'))  # shown when a test fails
+@contextmanager
+def camera_node(model: Path, namespace: str = '/camera') -> Iterator[NodeProcess]:
+    """``rtformer_node`` reading ``<namespace>/image_raw``, as ``ros2 run`` would start it; its log is printed after
+    (shown when a test fails)."""
+    node = NodeProcess(params={'model': model, 'providers': 'cpu'},
+                       ros_args=['-r', f'__ns:={namespace}', '-r', 'image:=image_raw'])
+    try:
+        with node:
+            yield node
+    finally:
+        print(node.output)
 
 
 @pytest.fixture(scope='module')
-def tiny_node(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    node = NodeProcess(tiny_model, tmp_path_factory.mktemp('node') / 'node.log')
-    yield node
-    node.stop()
+def tiny_node(tiny_model: Path) -> Iterator[NodeProcess]:
+    with camera_node(tiny_model) as node:
+        yield node
 
 
-def camvid_bag(camvid_dir: Path, path: Path, frames: int) -> Path:
-    samples, void = find_samples(camvid_dir, 'val')
-    write_dataset_bag(samples[:frames], path, void=void, image_topic=IMAGE, label_topic=LABELS, progress=False)
-    return path
-
-
-def scores(tmp_path: Path, name: str, *argv: str) -> dict:
+def scores(tmp_path: Path, name: str, *argv: object) -> dict:
     out = tmp_path / name
-    assert cli('eval', '--label-topic', LABELS, '--out', str(out), *argv) == 0
+    assert rtformer('eval', '--label-topic', LABELS, '--out', out, '--no-progress', *argv).rc == 0
     return json.loads((out / 'report.json').read_text())
 
 
@@ -73,16 +51,15 @@ def replay_and_compare(bag: Path, model: Path, tmp_path: Path, frames: int, stor
                        namespace: str = '/camera') -> None:
     recorded = tmp_path / 'recorded'
     pred = f'{namespace}/segmentation/labels'
-    assert cli('replay', '--bag', str(bag), '--image-topic', IMAGE, '--label-topic', LABELS,
-               '--publish-topic', f'{namespace}/image_raw', '-o', str(recorded), '--lockstep', '--timeout', '30',
-               '--wait', '60', '--storage', storage) == 0
+    assert rtformer('replay', '--bag', bag, '--image-topic', IMAGE, '--label-topic', LABELS, '--publish-topic',
+                    f'{namespace}/image_raw', '-o', recorded, '--lockstep', '--timeout', '30', '--wait', '60',
+                    '--storage', storage, '--no-progress').rc == 0
     with BagReader(recorded) as out:
         assert {topic: out.message_count(topic) for topic in out.topics} == {IMAGE: frames, LABELS: frames,
                                                                              pred: frames}
-    direct = scores(tmp_path, 'direct', '--bag', str(bag), '--image-topic', IMAGE, '--model', str(model),
-                    '--providers', 'cpu')
-    replayed = scores(tmp_path, 'replayed', '--bag', str(recorded), '--image-topic', IMAGE, '--pred-topic', pred,
-                      '--model', str(model))
+    direct = scores(tmp_path, 'direct', '--bag', bag, '--image-topic', IMAGE, '--model', model, '--providers', 'cpu')
+    replayed = scores(tmp_path, 'replayed', '--bag', recorded, '--image-topic', IMAGE, '--pred-topic', pred,
+                      '--model', model)
     assert replayed['frames'] == direct['frames'] == frames
     assert replayed['unpaired'] == replayed['skipped'] == 0
     assert replayed['confusion'] == direct['confusion']
@@ -101,8 +78,8 @@ def test_timed_replay_records_answers_and_extra_topics_of_the_frames_sent(camvid
     bag = camvid_bag(camvid_dir, tmp_path / 'bag', 5)
     recorded = tmp_path / 'recorded'
     color = '/camera/segmentation/color'
-    assert cli('replay', '--bag', str(bag), '--image-topic', IMAGE, '--label-topic', LABELS,
-               '-o', str(recorded), '--rate', '4', '--limit', '3', '--record', color, '--wait', '60') == 0
+    assert rtformer('replay', '--bag', bag, '--image-topic', IMAGE, '--label-topic', LABELS, '-o', recorded,
+                    '--rate', '4', '--limit', '3', '--record', color, '--wait', '60', '--no-progress').rc == 0
     with BagReader(bag) as src:
         sent = [header_stamp_ns(raw) for _, _, raw in src.messages([IMAGE])][:3]
     with BagReader(recorded) as out:
@@ -133,19 +110,13 @@ def slim_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_lockstep_replay_of_exported_slim_scores_like_direct_eval(camvid_dir: Path, slim_model: Path,
                                                                   tmp_path: Path) -> None:
     bag = camvid_bag(camvid_dir, tmp_path / 'bag', 3)
-    node = NodeProcess(slim_model, tmp_path / 'node.log', '/slim')  # its own topics: the tiny node may still run
-    try:
+    with camera_node(slim_model, '/slim'):  # its own topics: the tiny node may still run
         replay_and_compare(bag, slim_model, tmp_path, 3, 'sqlite3', '/slim')
-    finally:
-        node.stop()
 
 
-def test_replay_without_a_node_says_so_in_one_line(camvid_dir: Path, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_without_a_node_says_so_in_one_line(camvid_dir: Path, tmp_path: Path) -> None:
     bag = camvid_bag(camvid_dir, tmp_path / 'bag', 1)
-    assert cli('replay', '--bag', str(bag), '--image-topic', IMAGE, '-o',
-               str(tmp_path / 'out'), '--publish-topic', '/nobody/listens', '--wait', '1') == 1
-    err = capsys.readouterr().err.strip()
+    err = rtformer_error('replay', '--bag', bag, '--image-topic', IMAGE, '-o', tmp_path / 'out', '--publish-topic',
+                         '/nobody/listens', '--wait', '1', '--no-progress')
     assert err.startswith('rtformer replay: no node on /nobody/listens -> /nobody/segmentation/labels after 1 s')
-    assert len(err.splitlines()) == 1
     assert not (tmp_path / 'out').exists()

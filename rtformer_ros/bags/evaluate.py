@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from rtformer_ros.bags.errors import BagError
@@ -26,7 +25,7 @@ from rtformer_ros.bags.writer import BagWriter, image_message, segmentation_topi
 from rtformer_ros.classes import IGNORE_INDEX, get_classes
 from rtformer_ros.engine import EngineError, SegmentationEngine
 from rtformer_ros.image.codec import CodecError, Decoded, decode_camera, decode_labels
-from rtformer_ros.image.render import blend, colorize, palette_lut
+from rtformer_ros.image.render import blend, colorize, palette_lut, thumbnail
 from rtformer_ros.metrics import ConfusionMatrix
 from rtformer_ros.util import format_stamp, progress
 
@@ -34,7 +33,6 @@ __all__ = ['EvalOptions', 'EvalResult', 'SampleView', 'check_options', 'evaluate
 
 _log = logging.getLogger(__name__)
 
-SAMPLE_WIDTH = 320  # px: sample overlays are kept (and drawn) at this width
 LOW_CONFIDENCE = 0.5  # confidence under which a pixel counts as low: the node's default ood_threshold
 OVERLAY_ALPHA = 0.5  # as the node's default overlay_alpha
 
@@ -61,7 +59,7 @@ class EvalOptions:
 
 @dataclass(frozen=True, eq=False)
 class SampleView:
-    """One scored frame, shrunk to ``SAMPLE_WIDTH`` for the report."""
+    """One scored frame, shrunk to a thumbnail (``image.render.thumbnail``) for the report."""
 
     stamp_ns: int
     rgb: np.ndarray | None  # (h, w, 3) uint8, None without an image topic
@@ -151,12 +149,6 @@ def _class_set(opts: EvalOptions,
     return None
 
 
-def _shrink(image: np.ndarray, interpolation: int) -> np.ndarray:
-    height, width = image.shape[:2]
-    if width <= SAMPLE_WIDTH:
-        return image.copy()
-    size = (SAMPLE_WIDTH, max(1, round(height * SAMPLE_WIDTH / width)))
-    return cv2.resize(image, size, interpolation=interpolation)
 
 
 class _OutputBag:
@@ -286,8 +278,8 @@ class _Evaluator:
             rgb = decoded.rgb()
         if keep_sample:
             self.result.samples.append(SampleView(
-                frame.stamp_ns, None if rgb is None else _shrink(rgb, cv2.INTER_AREA),
-                _shrink(labels, cv2.INTER_NEAREST), _shrink(pred, cv2.INTER_NEAREST)))
+                frame.stamp_ns, None if rgb is None else thumbnail(rgb, enlarge=False),
+                thumbnail(labels, nearest=True, enlarge=False), thumbnail(pred, nearest=True, enlarge=False)))
         if self.output is not None:
             header = messages[opts.image_topic or opts.label_topic].header
             self.output.write(frame, header.frame_id, rgb, pred)

@@ -1,8 +1,8 @@
 """Evaluation reports: ``report.json`` (machine-readable), ``report.md`` (for people) and PNG figures.
 
 Figures: ``iou.png`` (per-class IoU bars), ``confusion.png`` (row-normalised confusion matrix),
-``samples.png`` (image | ground truth | prediction for a few frames). Drawn with matplotlib's Agg backend,
-so no display is needed.
+``samples.png`` (image | ground truth | prediction for a few frames, ``image.render.contact_sheet``). Plots are
+drawn with matplotlib's Agg backend, so no display is needed.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from rtformer_ros.bags.evaluate import LOW_CONFIDENCE, OVERLAY_ALPHA, EvalResult
-from rtformer_ros.image.render import blend, colorize, palette_lut
-from rtformer_ros.util import split_ns
+from rtformer_ros.image.render import blend, colorize, contact_sheet, palette_lut
+from rtformer_ros.util import format_stamp
 
 __all__ = ['FIGURES', 'report_dict', 'write_report']
 
@@ -200,28 +200,19 @@ def _plot_confusion(result: EvalResult, path: Path) -> None:
 
 
 def _plot_samples(result: EvalResult, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    from PIL import Image
 
     lut = palette_lut(result.palette)
-    rows = max(1, len(result.samples))
     with_image = any(sample.rgb is not None for sample in result.samples)
-    cols = 3 if with_image else 2
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.5 * rows), squeeze=False, layout='constrained')
-    for ax in axes.flat:
-        ax.axis('off')
-    for row, sample in enumerate(result.samples):
+    rows = []
+    for sample in result.samples:
         pred = colorize(sample.pred, lut)
-        truth = colorize(sample.labels, lut)  # ignore pixels (255) stay black
-        panels = [(sample.rgb, 'image')] if with_image else []
-        panels += [(truth, 'ground truth'),
-                   (pred if sample.rgb is None else blend(sample.rgb, pred, OVERLAY_ALPHA), 'prediction')]
-        for col, (picture, title) in enumerate(panels):
-            if picture is not None:
-                axes[row, col].imshow(picture)
-            sec, nsec = split_ns(sample.stamp_ns)
-            axes[row, col].set_title(f'{title} @ {sec}.{nsec // 1_000_000:03d}', fontsize=8)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        cells = [sample.rgb] if with_image else []
+        cells += [colorize(sample.labels, lut),  # ignore pixels (255) stay black
+                  pred if sample.rgb is None else blend(sample.rgb, pred, OVERLAY_ALPHA)]
+        rows.append((f'@ {format_stamp(sample.stamp_ns)}', cells))
+    columns = (['image'] if with_image else []) + ['ground truth', 'prediction']
+    Image.fromarray(contact_sheet(rows, columns)).save(path)
 
 
 def write_report(result: EvalResult, out_dir: Path) -> dict[str, Any]:

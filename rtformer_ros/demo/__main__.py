@@ -2,6 +2,6 @@
 
 import sys
 
-from rtformer_ros.demo.command import main
+from rtformer_ros.cli import main
 
-sys.exit(main())
+sys.exit(main(['demo', *sys.argv[1:]]))

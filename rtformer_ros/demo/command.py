@@ -1,21 +1,21 @@
-"""``rtformer demo``'s command line: options, one-line errors, the printed summary."""
+"""``rtformer demo`` (see the package docstring): its options, its error, and the printed summary."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from rtformer_ros.demo.errors import DemoError
-from rtformer_ros.demo.options import DemoOptions
-from rtformer_ros.demo.session import run_demo
-from rtformer_ros.demo.summary import format_summary
+from rtformer_ros.errors import RtformerError
 from rtformer_ros.models import PROVIDER_CHOICES
 
-__all__ = ['HELP', 'NAME', 'add_arguments', 'main', 'run']
+__all__ = ['HELP', 'NAME', 'DemoError', 'add_arguments', 'run']
 
 NAME = 'demo'
 HELP = 'a street video through the real node: overlay video, GIF, contact sheet, summary in out/demo/'
+
+
+class DemoError(RtformerError, RuntimeError):
+    """The demo cannot run: no video, no model, or the node did not start or answer."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,36 +45,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``rtformer demo``: run, print the summary and where the files are. Exit 1 with one line on error."""
-    from rtformer_ros.bags.errors import BagError
-
-    opts = DemoOptions(video=args.video, bag=args.bag, image_topic=args.image_topic, model=args.model,
-                       providers=args.providers, out=args.out, max_frames=args.max_frames, realtime=args.realtime,
-                       timeout_s=args.timeout, wait_s=args.wait, progress=False if args.no_progress else None)
+    """Run the demo; print the summary and where the files are."""
     try:
-        if opts.max_frames < 0 or opts.timeout_s <= 0 or opts.wait_s <= 0:
-            msg = (f'--max-frames must be >= 0, --timeout and --wait > 0, got {opts.max_frames}, '
-                   f'{opts.timeout_s:g} and {opts.wait_s:g}')
-            raise DemoError(msg)
-        summary = run_demo(opts)
-    except (DemoError, BagError) as err:
-        print(f'rtformer demo: {err}', file=sys.stderr)
-        return 1
+        import rclpy  # noqa: F401 - only to fail early, with one line, where ROS 2 is missing
+    except ImportError as err:
+        msg = (f'needs ROS 2 for Python ({err.name} is missing): source your ROS 2 setup.bash, or install '
+               'requirements.txt (ROS 2 wheels)')
+        raise DemoError(msg) from None
+    from rtformer_ros.demo.outputs import format_summary
+    from rtformer_ros.demo.session import run_demo
+    from rtformer_ros.ros.client import large_frames
+
+    if args.max_frames < 0 or args.timeout <= 0 or args.wait <= 0:
+        msg = (f'--max-frames must be >= 0, --timeout and --wait > 0, got {args.max_frames}, {args.timeout:g} '
+               f'and {args.wait:g}')
+        raise DemoError(msg)
+    try:
+        with large_frames():  # vtest.avi's 768x576 frames need Fast DDS's large-data transports
+            summary = run_demo(args)
     except OSError as err:  # an output folder or cache that cannot be written
-        where = f'{err.filename}: ' if err.filename else ''
-        print(f'rtformer demo: {where}{err.strerror or err}', file=sys.stderr)
-        return 1
+        msg = f'{err.filename}: {err.strerror or err}' if err.filename else str(err.strerror or err)
+        raise DemoError(msg) from err
     print(format_summary(summary))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m rtformer_ros.demo`` (the same as ``rtformer demo``)."""
-    from rtformer_ros import demo  # the package's docstring describes the command
-
-    parser = argparse.ArgumentParser(prog='rtformer demo', description=demo.__doc__.splitlines()[0])
-    add_arguments(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except KeyboardInterrupt:
-        return 130
