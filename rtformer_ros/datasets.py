@@ -24,10 +24,10 @@ from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from rtformer_ros.classes import IGNORE_INDEX, ClassSet, get_classes
 from rtformer_ros.errors import RtformerError, first_line
+from rtformer_ros.util import progress
 
 __all__ = [
     'IMAGE_SUFFIXES',
@@ -324,14 +324,13 @@ def check_samples(samples: Sequence[Sample], label_map: LabelMap, desc: str = 'c
     Raises:
         DatasetError: the first bad file, named, with the problem.
     """
-    # Plain tqdm, not util.progress: an explicit `disable` would override TQDM_DISABLE, which mutes ranks > 0.
-    for sample in tqdm(samples, desc=desc, unit='img', leave=False, dynamic_ncols=True):
+    for sample in progress(samples, desc=desc, unit='img', leave=False):
         _check_sample(sample, label_map)
 
 
 def label_histogram(samples: Sequence[Sample], label_map: LabelMap, desc: str = 'counting labels') -> np.ndarray:
     """Pixels per class over checked ``samples`` (void and ignore not counted), int64 of length ``num_classes``."""
     counts = np.zeros(256, np.int64)
-    for sample in tqdm(samples, desc=desc, unit='img', leave=False, dynamic_ncols=True):
+    for sample in progress(samples, desc=desc, unit='img', leave=False):
         counts += np.bincount(label_map(read_label(sample.label)).ravel(), minlength=256)
     return counts[:label_map.num_classes]

@@ -71,14 +71,20 @@ def hw_arg(minimum: int = 1) -> Any:
 
 
 def progress(iterable: Iterable[T] | None = None, *, enabled: bool | None = None, **kwargs: Any) -> Any:
-    """A tqdm bar; ``enabled`` None: only on a terminal (tqdm's own rule), True/False: always/never.
+    """A tqdm bar; ``enabled`` None: only on a terminal (tqdm's own rule) unless ``TQDM_DISABLE`` is set,
+    True/False: always/never.
 
-    ``--progress/--no-progress`` options map onto ``enabled`` directly.
+    ``--progress/--no-progress`` options map onto ``enabled`` directly. TQDM_DISABLE is read here because an
+    explicit ``disable`` argument overrides tqdm's own reading of it (torchrun's ranks > 0 set it).
     """
     from tqdm import tqdm
 
     kwargs.setdefault('dynamic_ncols', True)
-    return tqdm(iterable, disable=None if enabled is None else not enabled, **kwargs)
+    if enabled is None:
+        disable = True if os.environ.get('TQDM_DISABLE', '').lower() in ('1', 'true', 'yes') else None
+    else:
+        disable = not enabled
+    return tqdm(iterable, disable=disable, **kwargs)
 
 
 def cache_dir(*parts: str) -> Path:

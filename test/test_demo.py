@@ -19,7 +19,7 @@ from helpers import rtformer_error
 from PIL import Image
 
 from rtformer_ros.classes import get_classes
-from rtformer_ros.demo import DemoError
+from rtformer_ros.demo.command import DemoError
 from rtformer_ros.demo.sources import VTEST_MEMBER, extract_from_deb, fetch_vtest
 
 pytestmark = pytest.mark.ros

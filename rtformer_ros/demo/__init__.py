@@ -3,7 +3,3 @@ sheet and a summary (docs/robot.md). ``command`` holds the subcommand (options, 
 and default-video download; ``session`` the node process and the client; ``outputs`` the files. Importing the
 package is light: rclpy, OpenCV and ONNX Runtime load when the command runs.
 """
-
-from rtformer_ros.demo.command import DemoError, add_arguments, run
-
-__all__ = ['DemoError', 'add_arguments', 'run']

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rtformer_ros.commands import add_progress
 from rtformer_ros.errors import RtformerError
 from rtformer_ros.models import PROVIDER_CHOICES
 
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--wait', type=float, default=120.0,
                         help='seconds the node may take to start and answer its first frame (a first TensorRT '
                              'build takes minutes; default: %(default)s)')
-    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    add_progress(parser)
 
 
 def run(args: argparse.Namespace) -> int:

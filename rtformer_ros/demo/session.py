@@ -42,17 +42,12 @@ MAX_MISSES = 3  # lockstep: frames in a row without outputs before the demo give
 
 
 def _resolve_model(model: str | None) -> Path:
-    """The model file; None: the node's default (the shipped CamVid model)."""
-    model = model or default_model()
+    """The model file; None: the node's default for this machine (a shipped CamVid model)."""
     try:
-        return resolve_model(model).resolve()
+        return resolve_model(model or default_model()).resolve()
     except ModelNotFoundError as err:
-        if model == default_model():
-            msg = (f'model {model} is not installed ({err}); pass --model FILE.onnx (e.g. from: rtformer export '
-                   'CKPT -o FILE.onnx --size 360x480)')
-        else:
-            msg = f'{err}; pass --model FILE.onnx'
-        raise DemoError(msg) from None
+        hint = ' (e.g. from: rtformer export CKPT -o FILE.onnx --size 360x480)' if model is None else ''
+        raise DemoError(f'{err}; pass --model FILE.onnx{hint}') from None
 
 
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
@@ -78,8 +73,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
                 first = next(source.feed)
                 class_info = session.warm_up(first[2])
                 feed_start = time.monotonic()
-                with progress(total=source.frames or None, desc='demo', unit='frame',
-                              enabled=False if args.no_progress else None) as bar:
+                with progress(total=source.frames or None, desc='demo', unit='frame', enabled=args.progress) as bar:
                     session.feed(itertools.chain([first], source.feed), bar)
                 feed_s = time.monotonic() - feed_start
                 diagnostics = session.diagnostics()

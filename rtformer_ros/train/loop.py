@@ -55,6 +55,7 @@ from rtformer_ros.train.history import History
 from rtformer_ros.train.losses import SegLoss, enet_weights
 from rtformer_ros.train.schedule import WarmupPoly, param_groups
 from rtformer_ros.train.transforms import ColorJitter, TrainTransform, scale_steps
+from rtformer_ros.util import progress
 
 __all__ = ['BEST', 'CURVES', 'FINAL', 'LAST', 'LOG', 'Data', 'TrainError', 'TrainResult', 'Trainer', 'load_data',
            'saved_config', 'train']
@@ -374,8 +375,8 @@ class Trainer:
         self.dist.sync_buffers(self.model)
         self.model.eval()
         try:
-            for images, labels in tqdm(loader, desc='val', unit='img', leave=False, dynamic_ncols=True,
-                                       disable=None if self.dist.main else True):
+            for images, labels in progress(loader, enabled=None if self.dist.main else False, desc='val', unit='img',
+                                           leave=False):
                 images = images.to(self.device, non_blocking=True)
                 size = tuple(images.shape[2:])
                 if self.cfg.val_scale != 1.0:
@@ -453,8 +454,8 @@ class Trainer:
         window: list[tuple[float, float]] = []
         bad_steps, saved_at = 0, -1
         lr = self.optimizer.param_groups[0]['lr']
-        with tqdm(total=cfg.iters, initial=self.iteration, desc='train', unit='it', dynamic_ncols=True,
-                  disable=None if self.dist.main else True) as bar:
+        with progress(total=cfg.iters, initial=self.iteration, desc='train', unit='it',
+                      enabled=None if self.dist.main else False) as bar:
             for images, labels in train_loader:
                 lr = self.optimizer.param_groups[0]['lr']
                 loss, aux = self.train_step(images, labels)
