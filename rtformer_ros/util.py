@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import struct
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-__all__ = ['NS_PER_S', 'Stamp', 'cache_dir', 'format_stamp', 'hw_arg', 'parse_hw', 'progress', 'split_ns', 'stamp_ns']
+__all__ = ['NS_PER_S', 'Stamp', 'cache_dir', 'format_stamp', 'header_stamp_ns', 'hw_arg', 'parse_hw', 'progress',
+           'split_ns', 'stamp_ns']
 
 NS_PER_S = 1_000_000_000
 T = TypeVar('T')
@@ -28,6 +30,17 @@ class Stamp(Protocol):
 def stamp_ns(stamp: Stamp) -> int:
     """A header stamp as integer nanoseconds."""
     return stamp.sec * NS_PER_S + stamp.nanosec
+
+
+def header_stamp_ns(raw: bytes | memoryview) -> int | None:
+    """The ``header.stamp`` (ns) of a CDR-serialised message that starts with a ``std_msgs/Header``, read without
+    deserialising it (bags, raw subscriptions); None when it is too short to hold one (4 bytes of encapsulation,
+    8 of stamp): a corrupt message."""
+    if len(raw) < 12:
+        return None
+    # Encapsulation kind in byte 1: odd = little endian (CDR_LE 0x01, PL_CDR_LE 0x03, CDR2_LE 0x07 ...).
+    sec, nanosec = struct.unpack_from('<iI' if raw[1] & 1 else '>iI', raw, 4)
+    return sec * NS_PER_S + nanosec
 
 
 def split_ns(ns: int) -> tuple[int, int]:

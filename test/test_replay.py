@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from helpers import IMAGE, LABELS, camvid_bag, rtformer, rtformer_error
 
-from rtformer_ros.bags.reader import BagReader, header_stamp_ns
+from rtformer_ros.bags.reader import BagReader
 from rtformer_ros.ros.client import NodeProcess
+from rtformer_ros.util import header_stamp_ns
 
 pytestmark = pytest.mark.ros
 

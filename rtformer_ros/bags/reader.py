@@ -14,7 +14,6 @@ which needs no ROS install either).
 
 from __future__ import annotations
 
-import struct
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,9 +26,9 @@ from rosbags.typesys import Stores, get_typestore
 from rtformer_ros.bags.errors import BagError
 from rtformer_ros.bags.handle import BagHandle
 from rtformer_ros.errors import first_line
-from rtformer_ros.util import NS_PER_S
+from rtformer_ros.util import header_stamp_ns
 
-__all__ = ['COMPRESSED_IMAGE', 'IMAGE', 'BagReader', 'Frame', 'Pairing', 'header_stamp_ns']
+__all__ = ['COMPRESSED_IMAGE', 'IMAGE', 'BagReader', 'Frame', 'Pairing']
 
 IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED_IMAGE = 'sensor_msgs/msg/CompressedImage'
@@ -56,20 +55,6 @@ class Pairing(NamedTuple):
     @property
     def frames(self) -> int:
         return len(self.stamps)
-
-
-def header_stamp_ns(raw: bytes | memoryview) -> int:
-    """The ``header.stamp`` of a CDR-serialised message that starts with a ``std_msgs/Header``, in ns.
-
-    Raises:
-        BagError: fewer than 12 bytes (4 of encapsulation, 8 of stamp).
-    """
-    if len(raw) < 12:
-        msg = f'{len(raw)} bytes is too short for a message header'
-        raise BagError(msg)
-    # Encapsulation kind in byte 1: odd = little endian (CDR_LE 0x01, PL_CDR_LE 0x03, CDR2_LE 0x07 ...).
-    sec, nanosec = struct.unpack_from('<iI' if raw[1] & 1 else '>iI', raw, 4)
-    return sec * NS_PER_S + nanosec
 
 
 class BagReader(BagHandle[AnyReader]):
@@ -166,10 +151,11 @@ class BagReader(BagHandle[AnyReader]):
         seen: dict[str, Counter[int]] = {topic: Counter() for topic in topics}
         headerless = 0
         for topic, _, raw in self.messages(topics):
-            try:
-                seen[topic][header_stamp_ns(raw)] += 1
-            except BagError:
+            stamp = header_stamp_ns(raw)
+            if stamp is None:
                 headerless += 1
+            else:
+                seen[topic][stamp] += 1
         stamps = frozenset.intersection(*(frozenset(counts) for counts in seen.values()))
         # Every message beyond the first of a stamp on a topic is unpaired, as is every message of a lone stamp.
         unpaired = {topic: sum(counts.values()) - sum(1 for s in counts if s in stamps) for topic, counts in
@@ -182,11 +168,8 @@ class BagReader(BagHandle[AnyReader]):
         done: set[int] = set()
         wanted = len(pairing.topics)
         for topic, timestamp, raw in self.messages(pairing.topics):
-            try:
-                stamp = header_stamp_ns(raw)
-            except BagError:
-                continue
-            if stamp not in pairing.stamps or stamp in done:
+            stamp = header_stamp_ns(raw)
+            if stamp not in pairing.stamps or stamp in done:  # None (no header) is in neither
                 continue
             frame = pending.setdefault(stamp, Frame(stamp, {}, {}))
             if topic in frame.raw:  # a duplicate: the first message of a stamp counts

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from rtformer_ros.bags.errors import BagError
-from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE, BagReader, header_stamp_ns
+from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE, BagReader
 from rtformer_ros.bags.writer import BagWriter, segmentation_topics
 from rtformer_ros.ros.client import Inbox, StampedClient
-from rtformer_ros.util import progress
+from rtformer_ros.util import header_stamp_ns, progress
 
 __all__ = ['ReplayOptions', 'ReplaySummary', 'replay']
 
@@ -154,18 +154,14 @@ def _frames(reader: BagReader, copied: list[str], opts: ReplayOptions, bag: BagW
         for _, _, raw in reader.messages([opts.image_topic]):
             if len(sent) >= total:
                 break
-            try:
-                sent.add(header_stamp_ns(raw))
-            except BagError:
-                continue
+            stamp = header_stamp_ns(raw)
+            if stamp is not None:
+                sent.add(stamp)
     first_ns: int | None = None
     count = 0
     for topic, timestamp, raw in reader.messages(copied):
-        try:
-            stamp = header_stamp_ns(raw)
-        except BagError:
-            continue  # no stamp: no way to match an answer or a label
-        if sent is not None and stamp not in sent:
+        stamp = header_stamp_ns(raw)
+        if stamp is None or (sent is not None and stamp not in sent):  # no stamp: no way to match an answer
             continue
         if topic != opts.image_topic:
             bag.write_raw(topic, time.time_ns(), raw)

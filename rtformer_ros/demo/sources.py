@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 
 from rtformer_ros.bags.errors import BagError
-from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE, BagReader, header_stamp_ns
+from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE, BagReader
 from rtformer_ros.demo.command import DemoError
-from rtformer_ros.image.codec import CodecError, decode_compressed, decode_image
-from rtformer_ros.util import cache_dir
+from rtformer_ros.image.codec import CodecError, decode_camera
+from rtformer_ros.util import cache_dir, header_stamp_ns, stamp_ns
 
 __all__ = ['VTEST_MEMBER', 'VTEST_PACKAGE', 'Source', 'extract_from_deb', 'fetch_vtest', 'open_source']
 
@@ -79,12 +79,12 @@ def _bag(path: Path, topic: str | None, max_frames: int) -> Source:
         for index, (_, _, raw) in enumerate(islice(reader.messages([topic]), limit)):
             try:
                 msg = reader.deserialize(raw, topic)
-                decoded = decode_compressed(msg) if hasattr(msg, 'format') else decode_image(msg)
+                decoded = decode_camera(msg)
             except (BagError, CodecError) as err:
                 text = f'{path}: {topic}: {err}'
                 raise DemoError(text) from None
             bgr = decoded.image if decoded.color_order == 'bgr' else np.ascontiguousarray(decoded.image[:, :, ::-1])
-            yield index, header_stamp_ns(raw), bgr
+            yield index, stamp_ns(msg.header.stamp), bgr
 
     try:
         reader.open()
@@ -93,7 +93,7 @@ def _bag(path: Path, topic: str | None, max_frames: int) -> Source:
         count = reader.message_count(topic)
         limit = min(count, max_frames) if max_frames > 0 else count
         # Frame rate (for --realtime and the video file) from the stamps of the first few frames.
-        stamps = [header_stamp_ns(raw) for _, _, raw in islice(reader.messages([topic]), 30)]
+        stamps = [s for _, _, raw in islice(reader.messages([topic]), 30) if (s := header_stamp_ns(raw)) is not None]
         first = next(feed())[2]
     except (DemoError, BagError, StopIteration) as err:  # DemoError: several cameras, or a frame that won't decode
         reader.close()

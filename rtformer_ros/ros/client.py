@@ -37,7 +37,7 @@ from rclpy.signals import SignalHandlerOptions
 from rtformer_ros.errors import RtformerError
 from rtformer_ros.ros.diagnostics import status_name
 from rtformer_ros.ros.qos import LATCHED_QOS
-from rtformer_ros.util import split_ns, stamp_ns
+from rtformer_ros.util import header_stamp_ns, split_ns, stamp_ns
 
 __all__ = ['FRAME_QOS', 'LATCHED_QOS', 'OUTPUT_QOS', 'RESEND_S', 'ClientError', 'Inbox', 'NodeProcess', 'StampedClient',
            'diagnostic_values', 'large_frames', 'stamp_msg', 'status_name']
@@ -184,12 +184,7 @@ def stamp_msg(ns: int) -> Time:
 def _stamp_of(msg: Any) -> int | None:
     """The header stamp of a message (typed, or CDR bytes of a raw subscription) in ns; None without a header."""
     if isinstance(msg, (bytes, memoryview)):
-        from rtformer_ros.bags.reader import header_stamp_ns
-
-        try:
-            return header_stamp_ns(msg)
-        except RtformerError:
-            return None
+        return header_stamp_ns(msg)
     header = getattr(msg, 'header', None)
     return None if header is None else stamp_ns(header.stamp)
 
