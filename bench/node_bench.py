@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -90,7 +91,8 @@ def _diagnostics(client: StampedClient, inbox: Inbox[DiagnosticArray], timeout: 
 
 def _start(client: StampedClient, model: Path) -> tuple[NodeProcess, object]:
     node = NodeProcess(params={'model': model})
-    publisher = client.publisher(Image, 'image')
+    # A camera driver's profile (best effort, depth 5), as the figures in docs/benchmarks.md were measured with
+    publisher = client.publisher(Image, 'image', qos_profile_sensor_data)
     try:
         client.wait_for_subscribers(publisher, timeout=60)
     except ClientError:

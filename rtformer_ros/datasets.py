@@ -229,6 +229,10 @@ class LabelMap:
     valid: np.ndarray = field(init=False, repr=False, compare=False)  # raw id -> allowed
 
     def __post_init__(self) -> None:
+        bad = [void for void in self.void_ids if not 0 <= void <= 255]
+        if bad:
+            msg = f'void id {bad[0]}: label ids lie in 0..255'
+            raise DatasetError(msg)
         classes = 256 if self.num_classes is None else self.num_classes
         lut = np.full(256, 0, np.uint8)
         valid = np.zeros(256, bool)

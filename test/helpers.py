@@ -34,7 +34,7 @@ def rtformer(*argv: object) -> CliResult:
         try:
             rc = main([str(arg) for arg in argv])
         except SystemExit as exit_:
-            rc = exit_.code if isinstance(exit_.code, int) else 1
+            rc = 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
     return CliResult(rc, out.getvalue(), err.getvalue())
 
 

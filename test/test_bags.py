@@ -133,6 +133,7 @@ def test_bag_from_dataset_reports_unusable_input_in_one_line(tmp_path: Path) -> 
     (tmp_path / 'exists').mkdir()
     write_png(tmp_path / 'lab' / 'a.png', np.zeros((4, 6), np.uint8))
     assert 'exists already' in rtformer_error('bag-from-dataset', '-o', tmp_path / 'exists', *folders)
+    assert fails(*folders, '--void', '300').endswith('void id 300: label ids lie in 0..255')
 
 
 def image(encoding: str, pixels: np.ndarray, pad: int = 0) -> object:

@@ -18,11 +18,12 @@ from rtformer_ros.bags.errors import BagError
 from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE
 from rtformer_ros.bags.writer import BagWriter, compressed_message, image_message
 from rtformer_ros.datasets import LabelMap, Sample, read_sample
+from rtformer_ros.util import NS_PER_S
 from rtformer_ros.util import progress as progress_bar
 
 __all__ = ['DEFAULT_START_NS', 'BagSummary', 'load_sample', 'write_dataset_bag']
 
-DEFAULT_START_NS = 1_700_000_000 * 1_000_000_000
+DEFAULT_START_NS = 1_700_000_000 * NS_PER_S
 """First stamp of a dataset bag (2023-11-14 22:13:20 UTC): fixed, so the same dataset gives the same bag."""
 
 

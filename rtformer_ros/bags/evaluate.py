@@ -149,8 +149,6 @@ def _class_set(opts: EvalOptions,
     return None
 
 
-
-
 class _OutputBag:
     """The ``write_bag``: the input image topic copied, plus labels/color/overlay beside it."""
 

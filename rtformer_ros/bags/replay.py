@@ -94,7 +94,8 @@ def replay(opts: ReplayOptions) -> ReplaySummary:
         BagError: a missing bag or topic, an existing output, bad options, or no node answering.
     """
     if opts.rate <= 0 or opts.timeout_s <= 0 or opts.wait_s < 0:
-        msg = f'rate and timeout must be > 0, got rate {opts.rate}, timeout {opts.timeout_s}'
+        msg = (f'--rate and --timeout must be > 0 and --wait >= 0, got {opts.rate:g}, {opts.timeout_s:g} and '
+               f'{opts.wait_s:g}')
         raise BagError(msg)
     if opts.output.exists():  # before waiting for a node, not after
         msg = f'{opts.output}: exists already, not overwriting'
@@ -186,26 +187,30 @@ def _play(client: StampedClient, publisher: Any, outputs: dict[str, Inbox[bytes]
             bag.write_raw(topic, received + offset_ns, raw)
 
     last: int | None = None
-    if opts.lockstep:
-        for _, stamp, raw in frames:
-            summary.published += 1
-            bag.write_raw(opts.image_topic, time.time_ns(), raw)
-            client.lockstep(publisher, stamp, raw, [labels], opts.timeout_s)
-            flush()
-            bar.update()
-    else:
-        for stamp, raw in client.timed(publisher, frames):
-            last = stamp
-            summary.published += 1
-            bag.write_raw(opts.image_topic, time.time_ns(), raw)
-            flush()
-            bar.update()
-        # The node serves frames in order: once the last frame is answered, those it dropped will not be.
-        if last is not None:
-            client.wait([last], [labels], opts.timeout_s)
-    # Then the record topics of the frames answered.
-    with client.changed:
+    try:
+        if opts.lockstep:
+            for _, stamp, raw in frames:
+                summary.published += 1
+                bag.write_raw(opts.image_topic, time.time_ns(), raw)
+                client.lockstep(publisher, stamp, raw, [labels], opts.timeout_s)
+                flush()
+                bar.update()
+        else:
+            for stamp, raw in client.timed(publisher, frames):
+                last = stamp
+                summary.published += 1
+                bag.write_raw(opts.image_topic, time.time_ns(), raw)
+                flush()
+                bar.update()
+            # The node serves frames in order: once the last frame is answered, those it dropped will not be.
+            if last is not None:
+                client.wait([last], [labels], opts.timeout_s)
+        # Then the record topics of the frames answered.
+        with client.changed:
+            answered = [stamp for stamp in client.sent if labels.answered(stamp)]
+        client.wait(answered, list(outputs.values()), opts.timeout_s)
+    finally:  # what came back is kept, also on an error or Ctrl-C
+        flush()
+    with client.changed:  # labels that came during the last wait are in the bag: they count as answered
         answered = [stamp for stamp in client.sent if labels.answered(stamp)]
-    client.wait(answered, list(outputs.values()), opts.timeout_s)
-    flush()
     summary.missed = sorted(set(client.sent) - set(answered))

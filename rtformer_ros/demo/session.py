@@ -30,7 +30,7 @@ from rtformer_ros.ros.client import (
     stamp_msg,
     status_name,
 )
-from rtformer_ros.util import progress, stamp_ns
+from rtformer_ros.util import NS_PER_S, progress
 
 __all__ = ['run_demo']
 
@@ -39,6 +39,7 @@ IMAGE_TOPIC = f'{NAMESPACE}/image'
 STATUS_NAME = status_name(f'{NAMESPACE}/rtformer_node')  # the node's DiagnosticStatus for its one camera
 OUTPUTS = ('labels', 'color', 'overlay')  # colour and overlay exist only while subscribed
 MAX_MISSES = 3  # lockstep: frames in a row without outputs before the demo gives up
+WARM_UP_STAMP = (2**31 - 1) * NS_PER_S  # the last second a header stamp holds: no video or bag frame carries it
 
 
 def _resolve_model(model: str | None) -> Path:
@@ -110,7 +111,7 @@ class _Session:
     def warm_up(self, bgr: np.ndarray) -> dict[str, Any]:
         """Send ``bgr`` under a stamp outside the video's until all outputs come back (riding out the node's
         discovery of our subscriptions, and its first, slow inference); the node's class_info."""
-        stamp = stamp_ns(self.client.next_stamp())
+        stamp = WARM_UP_STAMP
         if not self.client.lockstep(self.publisher, stamp, _message(stamp, bgr), self.outputs, self.args.wait):
             msg = f'rtformer_node did not answer a first frame within {self.args.wait:g} s'
             raise DemoError(msg)

@@ -67,16 +67,19 @@ def large_frames() -> Iterator[None]:
     Fast DDS's default transports lose best-effort samples above its 512 KB shared-memory segment between processes
     (a 768x576 bgr8 frame never arrives; docs/node.md, "Large frames"); LARGE_DATA is what a camera driver should
     run with. DDS reads it when a participant is created: start the client, and a ``NodeProcess`` that inherits the
-    environment, inside the block. The environment is restored after.
+    environment, inside the block. The variable is restored after.
     """
-    saved = dict(os.environ)
+    key = 'FASTDDS_BUILTIN_TRANSPORTS'
+    saved = os.environ.get(key)
     if os.environ.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp').startswith('rmw_fastrtps'):
-        os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+        os.environ.setdefault(key, 'LARGE_DATA')
     try:
         yield
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        if saved is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = saved
 
 
 class ClientError(RtformerError, RuntimeError):
@@ -144,6 +147,9 @@ class NodeProcess:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+        if self._final_output is None:  # keep the output, drop the file
+            self._final_output = self.output
+            Path(self._log.name).unlink(missing_ok=True)
         return self.process.returncode
 
     def __enter__(self) -> NodeProcess:
@@ -151,8 +157,6 @@ class NodeProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-        self._final_output = self.output
-        Path(self._log.name).unlink(missing_ok=True)
 
 
 def _ros_value(value: object) -> str:
@@ -266,6 +270,8 @@ class StampedClient:
         self.changed = threading.Condition()  # guards every inbox and ``sent``; notified on each message
         self.sent: dict[int, int] = {}  # stamp -> time.monotonic_ns() of its first publish
         self._stamp_sec = 1000
+        self._closing = False
+        self._spin_error: Exception | None = None
         self.context = Context()
         # No rclpy signal handlers: Ctrl-C stays a KeyboardInterrupt, and callers close files on the way out.
         rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
@@ -278,8 +284,9 @@ class StampedClient:
     def _spin(self) -> None:
         try:
             self._executor.spin()
-        except Exception:  # context shut down under the executor at close()
-            pass
+        except Exception as err:  # handed to the waiting thread, not lost
+            if not self._closing:  # a failing callback: waits raise it instead of timing out as if nothing came
+                self._spin_error = err
 
     # ----------------------------------------------------------------------------------------- topics
 
@@ -375,6 +382,8 @@ class StampedClient:
         deadline = time.monotonic() + timeout
         with self.changed:
             while not condition():
+                if self._spin_error is not None:
+                    raise self._spin_error
                 if self.process is not None and not self.process.alive():
                     raise ClientError(self.process.failure())
                 left = deadline - time.monotonic()
@@ -401,6 +410,7 @@ class StampedClient:
 
     def close(self) -> None:
         """Destroy the node and shut the context down (stops the executor thread)."""
+        self._closing = True
         self._executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()
         if self.context.ok():

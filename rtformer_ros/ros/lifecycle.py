@@ -22,6 +22,7 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.task import Future
 
 from rtformer_ros.engine import EngineError
+from rtformer_ros.errors import first_line
 from rtformer_ros.ros.node import NODE_NAME, NodeError, resolve_model, run
 from rtformer_ros.ros.segmenter import Segmenter
 
@@ -103,7 +104,7 @@ def _refuse_invalid_transitions(callback: _Handler, logger: RcutilsLogger) -> _H
             return callback(request, response)
         except _rclpy.RCLError as err:
             logger.error(f'change_state {request.transition.label or request.transition.id} refused: '
-                         f'{str(err).splitlines()[0]}')
+                         f'{first_line(err)}')
             response.success = False
             return response
     return guarded

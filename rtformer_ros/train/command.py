@@ -12,7 +12,7 @@ import sys
 from dataclasses import fields, replace
 from typing import Any
 
-from rtformer_ros.errors import RtformerError, first_line
+from rtformer_ros.errors import RtformerError
 from rtformer_ros.train.config import CLASS_WEIGHTS, DATASET_DEFAULTS, RUNTIME_FIELDS, TrainConfig, TrainConfigError
 from rtformer_ros.util import hw_arg
 
@@ -169,15 +169,14 @@ def run(args: argparse.Namespace) -> int:
     rank = os.environ.get('RANK', '0')
     if rank != '0':  # under torchrun rank 0's bars alone; tqdm reads this on import
         os.environ.setdefault('TQDM_DISABLE', '1')
-    from rtformer_ros.train.loop import TrainError, train
+    from rtformer_ros.train.loop import train
 
     try:
         train(config_from_args(args), resume=bool(getattr(args, 'resume', False)))
-    except RtformerError as err:
-        if rank == '0':
-            raise
-        # under torchrun every process may fail: each says which it is
-        raise TrainError(f'rank {rank}: {first_line(err)}') from err
+    except RtformerError:
+        if rank != '0':  # under torchrun every process may fail: each says which it is
+            args.command = f'train (rank {rank})'
+        raise
     except KeyboardInterrupt:
         print('rtformer train: interrupted; last.pt holds the last validation point (continue with --resume)',
               file=sys.stderr)

@@ -546,7 +546,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         TrainError: the output directory already holds a run (without ``resume``) or none (with it),
             ``--stop-at`` already passed, or training diverged.
         DatasetError: bad data, raised before the model is built.
-        CheckpointError, FileNotFoundError: an unusable ``--init`` checkpoint.
+        CheckpointError: an unusable ``--init`` checkpoint.
     """
     out = Path(cfg.out)
     state = _read_state(out / LAST) if resume else None
