@@ -39,6 +39,7 @@ from std_msgs.msg import Header
 
 from rtformer_ros.engine import SegmentationEngine
 from rtformer_ros.image.codec import decode_image, image_message
+from rtformer_ros.models import GPU_MODEL, model_dirs
 from rtformer_ros.ros.client import (
     ClientError,
     Inbox,
@@ -51,7 +52,6 @@ from rtformer_ros.ros.client import (
 from rtformer_ros.util import hw_arg, stamp_ns
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = REPO / 'models' / 'rtformer_slim_camvid_360x480.onnx'
 STATUS = status_name('/rtformer_node')  # the node's DiagnosticStatus for its one camera
 
 
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the selected parts; print Markdown, write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', type=Path, default=None,
-                        help=f'exported model (default {DEFAULT_MODEL.name} if present, else the tiny test graph)')
+                        help=f'exported model (default {GPU_MODEL} if installed, else the tiny test graph)')
     parser.add_argument('--sizes', nargs='+', type=hw_arg(), default=[(360, 480), (1024, 2048)])
     parser.add_argument('--frames', type=int, default=30, help='lock-step frames per size')
     parser.add_argument('--overload-seconds', type=float, default=60.0, help='0 skips the overload run')
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     # A 1024x2048 rgb8 frame needs Fast DDS's large-data transports; the node inherits them.
     with large_frames(), tempfile.TemporaryDirectory(prefix='node_bench_') as scratch:
         tiny = _tiny_model(Path(scratch))
-        model = args.model or (DEFAULT_MODEL if DEFAULT_MODEL.is_file() else tiny)
+        model = args.model or next((d / GPU_MODEL for d in model_dirs() if (d / GPU_MODEL).is_file()), tiny)
         results: dict[str, object] = {'hardware': _hardware(), 'model': str(model), 'argv': sys.argv[1:]}
         with StampedClient('node_bench') as client:
             labels = client.subscribe(Image, 'segmentation/labels', history=False)

@@ -76,7 +76,7 @@ def _folder_frames(folder: Path, frames: int) -> Iterator[tuple[np.ndarray, str]
 
 
 def _bag_frames(bag: Path, topic: str | None, frames: int) -> Iterator[tuple[np.ndarray, str]]:
-    from rtformer_ros.bags.errors import BagError
+    from rtformer_ros.bags import BagError
     from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE, BagReader
     from rtformer_ros.image.codec import CodecError, decode_camera
 

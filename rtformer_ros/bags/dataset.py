@@ -14,7 +14,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from rtformer_ros.bags.errors import BagError
+from rtformer_ros.bags import BagError
 from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE
 from rtformer_ros.bags.writer import BagWriter, compressed_message, image_message
 from rtformer_ros.datasets import LabelMap, Sample, read_sample

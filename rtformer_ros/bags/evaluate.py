@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from rtformer_ros.bags.errors import BagError
+from rtformer_ros.bags import BagError
 from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE, BagReader, Frame
 from rtformer_ros.bags.writer import BagWriter, image_message, segmentation_topics
 from rtformer_ros.classes import IGNORE_INDEX, get_classes

@@ -30,7 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rtformer_ros.bags.errors import BagError
+from rtformer_ros.bags import BagError
 from rtformer_ros.bags.evaluate import EvalOptions, EvalResult, SampleView, evaluate, load_engine
 from rtformer_ros.classes import get_classes
 from rtformer_ros.engine import SegmentationEngine

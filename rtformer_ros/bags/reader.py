@@ -23,7 +23,7 @@ from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import Connection
 from rosbags.typesys import Stores, get_typestore
 
-from rtformer_ros.bags.errors import BagError
+from rtformer_ros.bags import BagError
 from rtformer_ros.bags.handle import BagHandle
 from rtformer_ros.errors import first_line
 from rtformer_ros.util import header_stamp_ns

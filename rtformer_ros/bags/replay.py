@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtformer_ros.bags.errors import BagError
+from rtformer_ros.bags import BagError
 from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE, BagReader
 from rtformer_ros.bags.writer import BagWriter, segmentation_topics
 from rtformer_ros.ros.client import Inbox, StampedClient

@@ -15,7 +15,7 @@ from rosbags.interfaces import Connection
 from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 
-from rtformer_ros.bags.errors import BagError
+from rtformer_ros.bags import BagError
 from rtformer_ros.bags.handle import BagHandle
 from rtformer_ros.util import split_ns
 

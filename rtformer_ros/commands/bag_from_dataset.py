@@ -55,8 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the bag, print what it holds."""
+    from rtformer_ros.bags import BagError
     from rtformer_ros.bags.dataset import DEFAULT_START_NS, write_dataset_bag
-    from rtformer_ros.bags.errors import BagError
     from rtformer_ros.datasets import find_samples, split_holdout
 
     image_topic = args.image_topic or ('/camera/image_raw/compressed' if args.compressed else '/camera/image_raw')

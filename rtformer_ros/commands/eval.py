@@ -67,7 +67,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtformer_ros.bags.errors import BagError
+    from rtformer_ros.bags import BagError
     from rtformer_ros.bags.evaluate import EvalOptions, evaluate
     from rtformer_ros.bags.report import write_report
 
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_fleet(args: argparse.Namespace, opts: EvalOptions) -> int:
     """``eval --bags``: score bag by bag; the report, or with ``--shard`` the part file."""
-    from rtformer_ros.bags.errors import BagError
+    from rtformer_ros.bags import BagError
     from rtformer_ros.bags.evaluate import check_options
     from rtformer_ros.bags.fleet import Shard, find_bags, merge_parts, score_bags, shard_indices, write_shard
     from rtformer_ros.bags.report import write_report

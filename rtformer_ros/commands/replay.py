@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Play, record, print how many frames came back and how to score them."""
-    from rtformer_ros.bags.errors import BagError
+    from rtformer_ros.bags import BagError
     from rtformer_ros.bags.replay import ReplayOptions, replay
 
     opts = ReplayOptions(bag=args.bag, output=args.output, image_topic=args.image_topic,

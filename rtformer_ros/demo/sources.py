@@ -17,7 +17,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from rtformer_ros.bags.errors import BagError
+from rtformer_ros.bags import BagError
 from rtformer_ros.bags.reader import COMPRESSED_IMAGE, IMAGE, BagReader
 from rtformer_ros.demo.command import DemoError
 from rtformer_ros.image.codec import CodecError, decode_camera
