@@ -57,6 +57,7 @@ def test_codec_decodes_every_supported_encoding_to_its_colours(encoding: str, pa
     assert decoded.color_order == ('bgr' if encoding.startswith('bgr') else 'rgb')
     error = _error(decoded.rgb(), expected)
     assert error <= tolerance(encoding), f'{encoding}: mean error {error:.2f}'
+    np.testing.assert_array_equal(decoded.bgr(), decoded.rgb()[:, :, ::-1])
 
 
 @pytest.mark.parametrize('encoding', ['rgb16', 'mono16', 'bayer_grbg16', '16UC3'])

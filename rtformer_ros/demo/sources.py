@@ -83,8 +83,7 @@ def _bag(path: Path, topic: str | None, max_frames: int) -> Source:
             except (BagError, CodecError) as err:
                 text = f'{path}: {topic}: {err}'
                 raise DemoError(text) from None
-            bgr = decoded.image if decoded.color_order == 'bgr' else np.ascontiguousarray(decoded.image[:, :, ::-1])
-            yield index, stamp_ns(msg.header.stamp), bgr
+            yield index, stamp_ns(msg.header.stamp), decoded.bgr()
 
     try:
         reader.open()

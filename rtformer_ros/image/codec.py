@@ -79,6 +79,10 @@ class Decoded(NamedTuple):
         """The frame in RGB order (a copy only when it is BGR)."""
         return self.image if self.color_order == 'rgb' else np.ascontiguousarray(self.image[:, :, ::-1])
 
+    def bgr(self) -> np.ndarray:
+        """The frame in BGR order, as OpenCV writes it (a copy only when it is RGB)."""
+        return self.image if self.color_order == 'bgr' else np.ascontiguousarray(self.image[:, :, ::-1])
+
 
 class _Layout(NamedTuple):
     rows: int  # buffer rows (NV12/NV21: 3/2 of the height)
