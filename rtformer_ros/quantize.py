@@ -41,7 +41,8 @@ __all__ = ['CONFIDENCE_OPS', 'DEFAULT_KEEP_FLOAT', 'IMAGE_SUFFIXES', 'METHODS', 
 METHODS = ('minmax', 'percentile', 'entropy')
 HISTOGRAM_MAX_FRAMES = 16
 """percentile/entropy: ORT's histogram calibrator holds every calibrated tensor of every frame in memory before
-it builds the histograms (~180 MB a frame for the shipped Slim at 480x640 inside); minmax reduces as it goes."""
+it builds the histograms (~180 MB a frame for Slim with the network at 480x640; it grows with the pixels);
+minmax reduces as it goes."""
 CONFIDENCE_OPS = ('softmax', 'direct')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import shlex
 from pathlib import Path
 
 from helpers import camvid_val_miou, card_command, card_figure
@@ -28,6 +30,24 @@ def test_shipped_checkpoint_loads_as_slim_camvid():
 
     ckpt = load_checkpoint(CHECKPOINT)
     assert ckpt.classes.name == 'camvid' and ckpt.model.cfg.num_classes == 11
+
+
+def test_shipped_checkpoint_is_the_last_iteration_of_the_card_recipe_on_train_val():
+    from rtformer_ros.cli import build_parser
+    from rtformer_ros.model import load_checkpoint
+    from rtformer_ros.train.command import config_from_args
+
+    extra = load_checkpoint(CHECKPOINT).extra
+    card = (MODELS / 'README.md').read_text().split('## Recipe', 1)[1]
+    command = re.search(r'^rtformer train .*?[^\\]$', card, re.M | re.S).group(0).replace('\\\n', ' ')
+    recipe = config_from_args(build_parser().parse_args(shlex.split(command)[1:])).recipe()
+    ignored = ('data_root', 'out')
+    assert {k: v for k, v in recipe.items() if k not in ignored} == \
+        {k: v for k, v in extra['recipe'].items() if k not in ignored}
+    # Every frame trained on and the weights of the last iteration: nothing was chosen on trained-on data.
+    assert (recipe['train_split'], recipe['val_split'], recipe['holdout']) == ('train+val', 'none', [])
+    assert extra['iteration'] == recipe['iters'] and 'val_miou' not in extra
+    assert extra['chosen_on']['holdout_sequences'] == ['0006R0']
 
 
 def test_shipped_onnx_is_the_shipped_checkpoint_exported_as_the_card_says(tmp_path):

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='HxW of the graph input (static), e.g. 360x480')
     parser.add_argument('--net-size', type=model_size, default=None,
                         help='HxW the network runs at inside the graph (default: --size): the frame is resized to '
-                             'it and the logits back, e.g. 480x640 for the shipped CamVid model')
+                             'it and the logits back, e.g. 480x640 for a model trained on crops smaller than the frame')
     parser.add_argument('--fp16', action='store_true', help='fp16 weights and compute (normalisations in fp32)')
     parser.add_argument('--confidence', action='store_true', help='also output the max softmax probability')
     parser.add_argument('--flip', action='store_true',
