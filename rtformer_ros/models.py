@@ -1,6 +1,6 @@
 """The shipped model files, where they are found, and which one a machine runs by default.
 
-ROS-free and light (ONNX Runtime only, imported when asked), so the node's parameter default, the node's lookup
+ROS-free and light (the engine, imported only when asked), so the node's parameter default, the node's lookup
 and the demo agree on it.
 """
 
@@ -21,9 +21,10 @@ GPU_MODEL = 'rtformer_slim_camvid_360x480.onnx'
 """fp32 (TensorRT builds its fp16 engine from it); also the file the INT8 one was quantized from."""
 
 CPU_MODEL = 'rtformer_slim_camvid_360x480_int8.onnx'
-"""INT8 (QDQ) of GPU_MODEL: the fastest file on a CPU (OpenVINO, or ORT's CPU EP), within 1 point of its mIoU."""
+"""INT8 (QDQ) of GPU_MODEL: the fastest file on a CPU with OpenVINO, within 1 point of its mIoU."""
 
 _GPU_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider')
+_OPENVINO = 'OpenVINO'
 _PACKAGE = 'rtformer_ros'
 
 
@@ -32,14 +33,19 @@ class ModelNotFoundError(RtformerError, FileNotFoundError):
 
 
 def default_model() -> str:
-    """File name (in models/) of the shipped model for this machine: fp32 when ONNX Runtime offers a GPU, else INT8.
+    """File name (in models/) of the shipped model for this machine.
 
-    A GPU provider listed by ONNX Runtime may still fail to start (no driver); the node then falls back to the CPU
-    with the fp32 file, which is correct, only slower: pass ``model:=`` CPU_MODEL there.
+    fp32 when ONNX Runtime offers a GPU; INT8 on a CPU with OpenVINO; fp32 on ORT's CPU EP alone, where the INT8
+    file (its confidence written for OpenVINO) is slower than fp32 (docs/benchmarks.md). A GPU provider listed by
+    ONNX Runtime may still fail to start (no driver); the node then falls back to the CPU with the fp32 file, which
+    is correct, only slower: pass ``model:=`` CPU_MODEL there.
     """
-    import onnxruntime as ort
+    from rtformer_ros.engine import available_providers
 
-    return GPU_MODEL if any(p in ort.get_available_providers() for p in _GPU_PROVIDERS) else CPU_MODEL
+    present = available_providers()
+    if any(p in present for p in _GPU_PROVIDERS):
+        return GPU_MODEL
+    return CPU_MODEL if _OPENVINO in present else GPU_MODEL
 
 
 def model_dirs() -> list[Path]:

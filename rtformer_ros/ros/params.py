@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ['DEFAULT_MODEL', 'PARAMETERS', 'ParamError', 'ParamSpec', 'check_value', 'declare_parameters']
 
-DEFAULT_MODEL = default_model()  # INT8 on a CPU, fp32 where ONNX Runtime offers a GPU (rtformer_ros.models)
+DEFAULT_MODEL = default_model()  # INT8 on a CPU with OpenVINO, else fp32 (rtformer_ros.models)
 
 Value = str | int | float | bool | list[str]
 
