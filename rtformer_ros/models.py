@@ -23,8 +23,6 @@ GPU_MODEL = 'rtformer_slim_camvid_360x480.onnx'
 CPU_MODEL = 'rtformer_slim_camvid_360x480_int8.onnx'
 """INT8 (QDQ) of GPU_MODEL: the fastest file on a CPU with OpenVINO, within 1 point of its mIoU."""
 
-_GPU_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider')
-_OPENVINO = 'OpenVINO'
 _PACKAGE = 'rtformer_ros'
 
 
@@ -40,12 +38,10 @@ def default_model() -> str:
     ONNX Runtime may still fail to start (no driver); the node then falls back to the CPU with the fp32 file, which
     is correct, only slower: pass ``model:=`` CPU_MODEL there.
     """
-    from rtformer_ros.engine import available_providers
+    from rtformer_ros.engine import CUDA, OPENVINO, TENSORRT, available_providers
 
     present = available_providers()
-    if any(p in present for p in _GPU_PROVIDERS):
-        return GPU_MODEL
-    return CPU_MODEL if _OPENVINO in present else GPU_MODEL
+    return CPU_MODEL if OPENVINO in present and not {TENSORRT, CUDA} & set(present) else GPU_MODEL
 
 
 def model_dirs() -> list[Path]:
