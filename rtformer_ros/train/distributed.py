@@ -137,5 +137,11 @@ class Distributed:
         return out
 
     def close(self) -> None:
+        """Leave the process group after a clean finish, all processes together.
+
+        The barrier first: rank 0 may still be writing checkpoints and plots when the others finish, and a gloo
+        process once aborted ('terminate called without an active exception') tearing the group down then.
+        """
         if self.active and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()

@@ -566,10 +566,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         dist = Distributed.from_env(device)  # under torchrun: join the process group (NCCL or gloo)
     except (RuntimeError, ValueError) as err:
         raise TrainError(f'torchrun: {err}') from None
-    try:
-        return _train(cfg, state, dist.device(device), dist)
-    finally:
-        dist.close()
+    # No clean-up on an exception: torchrun stops the other processes, and leaving the group would wait for them.
+    result = _train(cfg, state, dist.device(device), dist)
+    dist.close()
+    return result
 
 
 def _train(cfg: TrainConfig, state: dict[str, Any] | None, device: torch.device, dist: Distributed) -> TrainResult:
